@@ -1,0 +1,3 @@
+from minsky.cli import main
+
+main()

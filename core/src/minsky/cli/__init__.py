@@ -1,0 +1,98 @@
+"""The ``minsky`` command. Kept thin: each group lives in its own module, loaded
+only when used, and errors become one line and an exit code here, in one place."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from minsky import __version__
+
+# name -> (module:attribute, one-line help). Help text lives here so that
+# ``minsky --help`` lists the groups without importing them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "session": ("minsky.cli.session:session", "Start, list, end and clean sessions."),
+    "sessiondb": ("minsky.cli.sessiondb:sessiondb", "Inspect, check and migrate the session store."),
+    "config": ("minsky.cli.config:config", "Read and change configuration."),
+    "plugins": ("minsky.cli.plugins:plugins", "List installed plugins and their backends."),
+}
+
+
+class MinskyGroup(click.Group):
+    """Lazy subcommands, and the single place where errors become exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attr = COMMANDS[cmd_name][0].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from minsky.errors import MinskyError
+
+        try:
+            return super().invoke(ctx)
+        except MinskyError as exc:
+            report_error(exc)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("minsky: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            report_error(exc, internal=True)
+            ctx.exit(1)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("MINSKY_DEBUG", "") not in ("", "0")
+
+
+def report_error(exc: BaseException, *, internal: bool = False) -> None:
+    from minsky.redact import redact_text
+
+    if debug_enabled():
+        click.echo(redact_text(traceback.format_exc()), err=True, nl=False)
+    if internal:
+        text = f"{type(exc).__name__}: {exc}"
+        first = text.splitlines()[0] if text.strip() else type(exc).__name__
+        click.echo(f"minsky: internal error: {redact_text(first)} (rerun with --debug)", err=True)
+        return
+    click.echo(f"minsky: error: {exc}", err=True)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        click.echo(f"minsky: hint: {hint}", err=True)
+
+
+@click.group(cls=MinskyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="minsky", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (secrets stay masked).")
+def cli(debug: bool) -> None:
+    """minsky keeps session records in a pluggable store (JSON, SQLite, PostgreSQL…)
+    and moves them between stores without losing a byte."""
+    if debug:
+        os.environ["MINSKY_DEBUG"] = "1"
+    level = "DEBUG" if debug else os.environ.get("MINSKY_LOG_LEVEL")
+    if level:
+        from minsky.logs import configure
+
+        configure(level)
+
+
+def main() -> None:
+    cli.main(prog_name="minsky")
+    sys.exit(0)

@@ -1,0 +1,167 @@
+"""``minsky session …``: everyday work on the configured store."""
+
+from __future__ import annotations
+
+import click
+
+from minsky import repo as repo_mod
+from minsky import sessions
+from minsky.backend import SessionFilter
+from minsky.cli.app import get_app
+from minsky.cli.output import emit_json, public_record, record_detail, record_line
+from minsky.durations import parse_duration
+from minsky.errors import NotFoundError, UsageError
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+
+
+@click.group()
+def session() -> None:
+    """Start, list, end and clean sessions."""
+
+
+@session.command("start")
+@click.argument("name", required=False)
+@click.option("--task", "task", help="Task ID, e.g. md#123 (#123 and 123 mean the same).")
+@click.option("--repo", "repo", help="Repository path or URL (default: the current git repository).")
+@click.option("--branch", help="Branch name (default: the session name).")
+@json_option
+def start(name: str | None, task: str | None, repo: str | None, branch: str | None, as_json: bool) -> None:
+    """Start a session NAME (default: task-<ID>) and create its working directory."""
+    app = get_app()
+    if not name and not task:
+        raise UsageError("give a session NAME or --task ID")
+    info = repo_mod.describe(repo, app.cwd)
+    handle = app.store()
+    record, workdir = sessions.start(
+        handle.store, app.config.base_dir, info, name=name, task=task, branch=branch
+    )
+    if as_json:
+        emit_json({"session": public_record(record), "workdir": str(workdir)})
+    else:
+        click.echo(f"Started session {record.session} in {workdir}")
+
+
+@session.command("list")
+@click.option("--active", is_flag=True, help="Only sessions not yet ended.")
+@click.option("--ended", is_flag=True, help="Only ended sessions.")
+@click.option("--task", help="Only sessions of this task.")
+@click.option("--repo", help="Only sessions of this repository (name, URL or path).")
+@click.option("--limit", type=click.IntRange(min=0), help="At most this many sessions.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first.")
+@click.option("--detailed", is_flag=True, help="Every field of every session.")
+@json_option
+def list_(
+    active: bool,
+    ended: bool,
+    task: str | None,
+    repo: str | None,
+    limit: int | None,
+    offset: int,
+    detailed: bool,
+    as_json: bool,
+) -> None:
+    """List sessions."""
+    if active and ended:
+        raise UsageError("--active and --ended exclude each other")
+    where = SessionFilter(
+        task_id=task,
+        repo=repo,
+        active=True if active else (False if ended else None),
+        limit=limit,
+        offset=offset,
+    )
+    records = get_app().store().store.list(where)
+    if as_json:
+        emit_json({"sessions": [public_record(r) for r in records]})
+        return
+    shown = 0
+    for record in records:
+        click.echo(record_detail(record) + "\n" if detailed else record_line(record))
+        shown += 1
+    if shown == 0:
+        click.echo("No sessions.", err=True)
+
+
+@session.command("get")
+@click.argument("name")
+@json_option
+def get(name: str, as_json: bool) -> None:
+    """Show one session."""
+    record = get_app().store().store.get(name)
+    if record is None:
+        raise NotFoundError(f"no session named {name!r}")
+    if as_json:
+        emit_json(public_record(record))
+    else:
+        click.echo(record_detail(record))
+
+
+@session.command("end")
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="End every active session.")
+@json_option
+def end(name: str | None, all_: bool, as_json: bool) -> None:
+    """Mark a session (or --all) as ended; its record and directory stay."""
+    if bool(name) == all_:
+        raise UsageError("give a session NAME or --all (not both)")
+    store = get_app().store().store
+    if all_:
+        ended = sessions.end_all(store)
+        names = [r.session for r in ended]
+    else:
+        assert name is not None
+        record, was_active = sessions.end(store, name)
+        names = [record.session] if was_active else []
+        if not was_active and not as_json:
+            click.echo(f"Session {name} had already ended.")
+            return
+    if as_json:
+        emit_json({"ended": names})
+    else:
+        click.echo(f"Ended {len(names)} session(s)" + (": " + ", ".join(names) if names else "."))
+
+
+@session.command("delete")
+@click.argument("name")
+@json_option
+def delete(name: str, as_json: bool) -> None:
+    """Delete a session's record and its working directory."""
+    app = get_app()
+    if not sessions.delete(app.store().store, app.config.base_dir, name):
+        raise NotFoundError(f"no session named {name!r}")
+    if as_json:
+        emit_json({"deleted": [name]})
+    else:
+        click.echo(f"Deleted session {name}")
+
+
+@session.command("clean")
+@click.option("--older-than", "older_than", required=True, help="Age, e.g. 12h, 30d, 2w.")
+@click.option("--include-active", is_flag=True, help="Also remove sessions that were never ended.")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@json_option
+def clean(older_than: str, include_active: bool, dry_run: bool, as_json: bool) -> None:
+    """Remove ended sessions created longer ago than --older-than, with their directories."""
+    age = parse_duration(older_than)
+    app = get_app()
+    store = app.store().store
+    plan = sessions.plan_clean(store, age, include_active=include_active)
+    removed = []
+    for record in plan.remove:
+        if dry_run or sessions.delete(store, app.config.base_dir, record.session):
+            removed.append(record.session)
+    if as_json:
+        emit_json(
+            {"dryRun": dry_run, "removed": removed, "keptActive": plan.kept_active, "undated": plan.undated}
+        )
+        return
+    verb = "Would remove" if dry_run else "Removed"
+    click.echo(f"{verb} {len(removed)} session(s) older than {older_than}")
+    for name in removed:
+        click.echo(f"  {name}")
+    if plan.kept_active:
+        click.echo(
+            f"Kept {plan.kept_active} active session(s) older than {older_than}; "
+            "add --include-active to remove them too."
+        )

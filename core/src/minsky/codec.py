@@ -1,0 +1,139 @@
+"""Records to and from the on-disk camelCase JSON, exactly; canonical form and digests.
+
+Two records are the same when their canonical forms are byte-identical: UTF-8
+JSON with sorted keys and no insignificant whitespace. Every verification in
+minsky compares SHA-256 digests of that form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+import cattrs
+
+from minsky.errors import RecordError
+from minsky.model import MISSING, MODEL_CLASSES, SessionRecord
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _nested_class(field: attrs.Attribute[Any]) -> type | None:
+    names = {part.strip() for part in str(field.type).split("|")}
+    return next((cls for cls in MODEL_CLASSES if cls.__name__ in names), None)
+
+
+converter: Final = cattrs.Converter()
+
+
+def _make_structure(cls: type) -> Callable[[Mapping[str, Any], type], Any]:
+    fields = [f for f in attrs.fields(cls) if f.name != "extra"]
+    by_key = {camel(f.name): (f.name, _nested_class(f)) for f in fields}
+
+    def structure(data: Mapping[str, Any], _: type) -> Any:
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
+            known = by_key.get(key)
+            if known is None:
+                extra[key] = value
+                continue
+            attr, nested = known
+            if nested is not None and isinstance(value, dict):
+                value = converter.structure(value, nested)
+            kwargs[attr] = value
+        return cls(**kwargs, extra=extra)
+
+    return structure
+
+
+def _make_unstructure(cls: type) -> Callable[[Any], dict[str, Any]]:
+    pairs = [(f.name, camel(f.name)) for f in attrs.fields(cls) if f.name != "extra"]
+
+    def unstructure(obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for attr, key in pairs:
+            value = getattr(obj, attr)
+            if value is MISSING:
+                continue
+            out[key] = converter.unstructure(value) if attrs.has(type(value)) else value
+        out.update(obj.extra)
+        return out
+
+    return unstructure
+
+
+for _cls in MODEL_CLASSES:
+    converter.register_structure_hook(_cls, _make_structure(_cls))
+    converter.register_unstructure_hook(_cls, _make_unstructure(_cls))
+
+
+def record_from_dict(data: Any, *, where: str = "") -> SessionRecord:
+    """Build a record from one decoded JSON object; reject what has no usable key."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{where}a session record must be a JSON object, got {type(data).__name__}")
+    name = data.get("session")
+    if not isinstance(name, str) or not name:
+        raise RecordError(f"{where}record has no 'session' name (the key every store needs)")
+    record: SessionRecord = converter.structure(data, SessionRecord)
+    return record
+
+
+def record_to_dict(record: SessionRecord) -> dict[str, Any]:
+    result: dict[str, Any] = converter.unstructure(record)
+    return result
+
+
+def canonical_bytes(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def canonical(record: SessionRecord) -> bytes:
+    return canonical_bytes(record_to_dict(record))
+
+
+def record_digest(record: SessionRecord) -> str:
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+_MOD: Final = 1 << 256
+
+
+@attrs.define
+class StoreDigest:
+    """Order-independent digest of a whole store, built while streaming.
+
+    The sum of per-record digests modulo 2**256 does not depend on order and
+    needs constant memory; the count is kept beside it so that duplicates show.
+    """
+
+    count: int = 0
+    total: int = 0
+
+    def add(self, digest_hex: str) -> None:
+        self.count += 1
+        self.total = (self.total + int(digest_hex, 16)) % _MOD
+
+    def add_record(self, record: SessionRecord) -> str:
+        digest = record_digest(record)
+        self.add(digest)
+        return digest
+
+    @property
+    def hexdigest(self) -> str:
+        return f"{self.total:064x}"
+
+    @classmethod
+    def of(cls, records: Iterable[SessionRecord]) -> StoreDigest:
+        acc = cls()
+        for record in records:
+            acc.add_record(record)
+        return acc

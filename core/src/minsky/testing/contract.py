@@ -1,0 +1,162 @@
+"""The rules every store keeps. Subclass ``StoreContract`` and give ``make_store``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import attrs
+import pytest
+
+from minsky.backend import SessionFilter, Store
+from minsky.codec import StoreDigest, canonical
+from minsky.errors import ConflictError, MinskyError, NotFoundError
+from minsky.testing.records import generated_records, sample_records
+
+StoreFactory = Callable[[], Store]
+
+
+class _Boom(Exception):
+    pass
+
+
+def _load(store: Store, records: list) -> None:  # type: ignore[type-arg]
+    with store.bulk_writer() as writer:
+        writer.write(records)
+
+
+class StoreContract:
+    @pytest.fixture
+    def make_store(self) -> StoreFactory:
+        raise NotImplementedError("give a make_store fixture returning a Store factory")
+
+    @pytest.fixture
+    def store(self, make_store: StoreFactory) -> Iterator[Store]:
+        store = make_store()
+        yield store
+        store.close()
+
+    # -- reading ---------------------------------------------------------------
+
+    def test_new_store_reads_empty(self, store: Store) -> None:
+        assert list(store.read()) == []
+        assert store.count() == 0
+        assert store.get("nothing") is None
+
+    def test_read_streams(self, store: Store) -> None:
+        _load(store, generated_records(10))
+        stream = store.read()
+        assert isinstance(stream, Iterator), "read() must return an iterator, not a materialised list"
+        assert next(stream).session == "gen-000000"
+
+    # -- fidelity --------------------------------------------------------------
+
+    def test_round_trip_is_byte_identical(self, store: Store, make_store: StoreFactory) -> None:
+        records = sample_records()
+        _load(store, records)
+        back = {r.session: canonical(r) for r in make_store().read()}
+        assert back == {r.session: canonical(r) for r in records}
+        assert StoreDigest.of(make_store().read()).hexdigest == StoreDigest.of(records).hexdigest
+
+    def test_falsy_and_unknown_fields_survive(self, store: Store) -> None:
+        _load(store, sample_records())
+        falsy = store.get("falsy-values")
+        assert falsy is not None
+        assert falsy.pr_approved is False and falsy.task_id == "" and falsy.branch is None
+        unicode = next(r for r in store.read() if r.session.startswith("unicode"))
+        assert unicode.extra["notes"] == "written by a newer minsky: keep me"
+        assert unicode.extra["big"] == 123456789012345678901234567890
+        assert unicode.created_at == "2025-04-10T12:00:00.000001Z"
+
+    # -- bulk writes -----------------------------------------------------------
+
+    def test_failed_bulk_write_leaves_nothing(self, store: Store, make_store: StoreFactory) -> None:
+        with pytest.raises(_Boom), store.bulk_writer() as writer:
+            writer.write(generated_records(50))
+            raise _Boom
+        assert make_store().count() == 0
+        _load(store, generated_records(3, "kept"))
+        with pytest.raises(_Boom), store.bulk_writer() as writer:
+            writer.write(generated_records(50))
+            raise _Boom
+        assert sorted(make_store().keys()) == ["kept-000000", "kept-000001", "kept-000002"]
+
+    def test_bulk_write_upserts(self, store: Store) -> None:
+        _load(store, generated_records(5))
+        changed = [attrs.evolve(r, branch="changed") for r in generated_records(5)[:2]]
+        _load(store, changed + generated_records(2, "more"))
+        assert store.count() == 7
+        first = store.get("gen-000000")
+        assert first is not None and first.branch == "changed"
+
+    # -- single records ----------------------------------------------------------
+
+    def test_insert_get_conflict(self, store: Store) -> None:
+        record = sample_records()[0]
+        store.insert(record)
+        assert store.get(record.session) == record
+        with pytest.raises(ConflictError):
+            store.insert(record)
+        assert store.count() == 1
+
+    def test_update_and_delete(self, store: Store) -> None:
+        store.insert(sample_records()[0])
+        updated = store.update("plain", lambda r: attrs.evolve(r, ended_at="2025-01-01T00:00:00.000Z"))
+        assert updated.active is False
+        got = store.get("plain")
+        assert got is not None and got.ended_at == "2025-01-01T00:00:00.000Z"
+        with pytest.raises(NotFoundError):
+            store.update("absent", lambda r: r)
+        assert store.delete("plain") is True
+        assert store.delete("plain") is False
+        assert store.get("plain") is None
+
+    def test_list_filters(self, store: Store) -> None:
+        _load(store, sample_records())
+
+        def names(where: SessionFilter) -> list[str]:
+            return [r.session for r in store.list(where)]
+
+        assert names(SessionFilter(task_id="102")) == ["nested-pr"]
+        assert names(SessionFilter(task_id="md#101")) == ["plain"]
+        assert names(SessionFilter(task_id="#123")) == [sample_records()[4].session]
+        assert "ended" not in names(SessionFilter(active=True))
+        assert names(SessionFilter(active=False)) == ["ended"]
+        assert names(SessionFilter(repo="acme/widgets")) == ["plain", "nested-pr"]
+        assert len(names(SessionFilter(limit=2, offset=1))) == 2
+
+    # -- integrity ---------------------------------------------------------------
+
+    def test_verify_passes_on_a_good_store(self, store: Store) -> None:
+        _load(store, sample_records())
+        report = store.verify()
+        assert report.ok, report.problems
+        assert report.checked == len(sample_records())
+
+    def test_concurrent_writers_lose_nothing(self, make_store: StoreFactory) -> None:
+        errors: list[BaseException] = []
+
+        def worker(n: int) -> None:
+            store = make_store()
+            try:
+                for record in generated_records(15, f"t{n}"):
+                    store.insert(record)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert make_store().count() == 60
+
+    def test_errors_are_minsky_errors(self, store: Store) -> None:
+        store.insert(sample_records()[0])
+        with pytest.raises(MinskyError) as info:
+            store.insert(sample_records()[0])
+        assert "\n" not in str(info.value)
+        assert "plain" in str(info.value)

@@ -1,0 +1,228 @@
+"""The JSON store: one document, replaced atomically, guarded by a lock file.
+
+Readers need no lock: the file is only ever replaced whole (``os.replace``), so
+a reader sees the old document or the new one. Writers hold ``<file>.lock``
+across read-modify-write, so concurrent ``session start`` calls lose nothing.
+A file that does not parse is never written over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from minsky.atomic import atomic_writer, ensure_private_dir, os_error_to_store_error, remove_stale_temps
+from minsky.backend import SessionFilter, VerifyReport
+from minsky.codec import record_from_dict, record_to_dict
+from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
+from minsky.filters import matches, page
+from minsky.model import SessionRecord
+
+Document = dict[str, Any]
+
+
+class JsonStore:
+    def __init__(self, path: Path, *, base_dir: str = "", lock_timeout: float = 30.0) -> None:
+        self.path = path
+        self.base_dir = base_dir
+        self.lock_timeout = lock_timeout
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    # -- reading -------------------------------------------------------------
+
+    def _load(self, *, strict: bool = True) -> Document:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {"sessions": [], "baseDir": self.base_dir}
+        except IsADirectoryError:
+            raise StoreError(f"{self.path} is a directory, not a JSON store") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
+        return parse_document(data, self.path, strict=strict)
+
+    def _records(self, doc: Document) -> Iterator[SessionRecord]:
+        for index, item in enumerate(doc["sessions"]):
+            yield record_from_dict(item, where=f"{self.path}: sessions[{index}]: ")
+
+    def read(self) -> Iterator[SessionRecord]:
+        return self._records(self._load())
+
+    def count(self) -> int:
+        return len(self._load()["sessions"])
+
+    def keys(self) -> Iterator[str]:
+        return (r.session for r in self.read())
+
+    def get(self, name: str) -> SessionRecord | None:
+        return next((r for r in self.read() if r.session == name), None)
+
+    def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
+        return page((r for r in self.read() if matches(r, where)), where)
+
+    def size_bytes(self) -> int | None:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return None
+
+    def verify(self) -> VerifyReport:
+        problems: list[str] = []
+        doc = self._load(strict=False)
+        seen: set[str] = set()
+        for index, item in enumerate(doc["sessions"]):
+            try:
+                name = record_from_dict(item, where=f"sessions[{index}]: ").session
+            except RecordError as exc:
+                problems.append(str(exc))
+                continue
+            if name in seen:
+                problems.append(f"sessions[{index}]: duplicate session name {name!r}")
+            seen.add(name)
+        return VerifyReport(ok=not problems, checked=len(doc["sessions"]), problems=tuple(problems))
+
+    # -- writing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        ensure_private_dir(self.path.parent)
+        lock = filelock.FileLock(f"{self.path}.lock", timeout=self.lock_timeout, mode=0o600)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise LockedError(
+                f"{self.path} is locked by another minsky process (waited {self.lock_timeout:g}s)",
+                hint=f"check with: lsof {self.path}.lock",
+            ) from None
+        except OSError as exc:
+            raise os_error_to_store_error(exc, Path(f"{self.path}.lock")) from None
+        try:
+            remove_stale_temps(self.path)
+            yield
+        finally:
+            lock.release()
+
+    def _save(self, doc: Document) -> None:
+        with atomic_writer(self.path) as handle:
+            handle.write(dump_document(doc))
+
+    def _mutate(self, change: Callable[[Document], Any]) -> Any:
+        with self._locked():
+            doc = self._load()
+            result = change(doc)
+            self._save(doc)
+            return result
+
+    @contextlib.contextmanager
+    def bulk_writer(self) -> Iterator[_JsonBulkWriter]:
+        with self._locked():
+            doc = self._load()
+            writer = _JsonBulkWriter(doc)
+            yield writer
+            if writer.changed:
+                self._save(doc)
+
+    def insert(self, record: SessionRecord) -> None:
+        def change(doc: Document) -> None:
+            if any(_name(item) == record.session for item in doc["sessions"]):
+                raise ConflictError(f"session {record.session!r} already exists in {self.path}")
+            doc["sessions"].append(record_to_dict(record))
+
+        self._mutate(change)
+
+    def update(self, name: str, change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord:
+        def apply(doc: Document) -> SessionRecord:
+            for index, item in enumerate(doc["sessions"]):
+                if _name(item) == name:
+                    updated = change(record_from_dict(item))
+                    doc["sessions"][index] = record_to_dict(updated)
+                    return updated
+            raise NotFoundError(f"no session named {name!r} in {self.path}")
+
+        result: SessionRecord = self._mutate(apply)
+        return result
+
+    def delete(self, name: str) -> bool:
+        if not self.exists():
+            return False
+
+        def change(doc: Document) -> bool:
+            before = len(doc["sessions"])
+            doc["sessions"] = [item for item in doc["sessions"] if _name(item) != name]
+            return len(doc["sessions"]) != before
+
+        removed: bool = self._mutate(change)
+        return removed
+
+    def close(self) -> None:
+        pass
+
+
+class _JsonBulkWriter:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.index = {_name(item): i for i, item in enumerate(doc["sessions"])}
+        self.changed = False
+
+    def write(self, batch: Sequence[SessionRecord]) -> None:
+        sessions = self.doc["sessions"]
+        for record in batch:
+            data = record_to_dict(record)
+            position = self.index.get(record.session)
+            if position is None:
+                self.index[record.session] = len(sessions)
+                sessions.append(data)
+            else:
+                sessions[position] = data
+        self.changed = True
+
+
+def _name(item: Any) -> Any:
+    return item.get("session") if isinstance(item, dict) else None
+
+
+def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
+    """Decode a store, or fail naming the file and the position of the problem."""
+    if not data.strip():
+        raise StoreError(f"{path} is empty: expected a JSON object with a 'sessions' list")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{path} is not UTF-8: invalid byte at offset {exc.start}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StoreError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (char {exc.pos})"
+        ) from None
+    except RecursionError:
+        raise StoreError(f"{path} is nested too deeply to be a session store") from None
+    if not isinstance(doc, dict):
+        raise StoreError(f"{path}: expected a JSON object at the top level, found {type(doc).__name__}")
+    sessions = doc.get("sessions", [])
+    if not isinstance(sessions, list):
+        raise StoreError(f"{path}: 'sessions' must be a list, found {type(sessions).__name__}")
+    if strict:
+        for index, item in enumerate(sessions):
+            name = _name(item)
+            if not isinstance(name, str) or not name:
+                raise StoreError(
+                    f"{path}: sessions[{index}] has no 'session' name; run `minsky sessiondb verify`"
+                )
+    doc["sessions"] = sessions
+    return doc
+
+
+def dump_document(doc: Document) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8", "surrogatepass") + b"\n"

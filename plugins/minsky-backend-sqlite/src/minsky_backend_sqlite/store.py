@@ -1,0 +1,338 @@
+"""The SQLite store. Every write runs in ``BEGIN IMMEDIATE`` under a busy timeout,
+so writers from many processes queue instead of failing; reads never create or
+change the file; a new database for a bulk load is built under a temporary name
+beside the target and appears under its final name only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import attrs
+
+from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
+from minsky.backend import SessionFilter, VerifyReport
+from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
+from minsky.filters import matches, normalize_task_id, page
+from minsky.model import SessionRecord
+from minsky_backend_sqlite import schema
+
+_HEADER = b"SQLite format 3\x00"
+_PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
+
+
+@attrs.frozen
+class SqliteOptions:
+    journal_mode: str = "WAL"
+    synchronous: str = "NORMAL"
+    cache_size: int = -16000
+    busy_timeout_ms: int = 30000
+
+
+class SqliteStore:
+    def __init__(self, path: Path, options: SqliteOptions | None = None) -> None:
+        self.path = path
+        self.options = options or SqliteOptions()
+        for word in (self.options.journal_mode, self.options.synchronous):
+            if not _PRAGMA_WORD.match(word):
+                raise StoreError(f"invalid SQLite option value {word!r}")
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    # -- connections ---------------------------------------------------------
+
+    def _check_file(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                header = handle.read(16)
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            raise StoreError(f"{self.path} is a directory, not an SQLite database") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
+        if header and header != _HEADER:
+            raise StoreError(f"{self.path} is not an SQLite database (left untouched)")
+
+    def _connect(self, path: Path, *, readonly: bool) -> sqlite3.Connection:
+        try:
+            if readonly:
+                conn = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=self.options.busy_timeout_ms / 1000,
+                    isolation_level=None,
+                )
+            else:
+                ensure_private_dir(path.parent)
+                if not path.exists():  # created 0600; SQLite gives -wal/-shm the same mode
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+                conn = sqlite3.connect(
+                    path, timeout=self.options.busy_timeout_ms / 1000, isolation_level=None
+                )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
+            conn.execute(f"PRAGMA cache_size = {int(self.options.cache_size)}")
+            if not readonly:
+                conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
+                conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
+            return conn
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open {path}: {exc.strerror}") from None
+
+    def _error(self, exc: BaseException) -> StoreError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return LockedError(
+                f"{self.path}: database is locked (still busy after "
+                f"{self.options.busy_timeout_ms / 1000:g}s)",
+                hint=f"see `minsky session list --active`, and `lsof {self.path}` for what holds it",
+            )
+        if "not a database" in text or "malformed" in text:
+            return StoreError(f"{self.path} is not a usable SQLite database: {text} (left untouched)")
+        return StoreError(f"{self.path}: {text}")
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection | None]:
+        """A read-only connection, or None when there is no database yet."""
+        self._check_file()
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            yield None
+            return
+        conn = self._connect(self.path, readonly=True)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._refuse_newer(version)
+            yield conn
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        finally:
+            conn.close()
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer minsky (schema {version}; this one knows "
+                f"{schema.SCHEMA_VERSION}); upgrade minsky-backend-sqlite. The file was not changed."
+            )
+
+    @contextlib.contextmanager
+    def _writer(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
+        """A connection inside ``BEGIN IMMEDIATE`` on an up-to-date schema; commits on success."""
+        self._check_file()
+        conn = self._connect(path or self.path, readonly=False)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._migrate(conn)
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise self._error(exc) from None
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        self._refuse_newer(version)
+        if version == schema.SCHEMA_VERSION:
+            return
+        columns = schema.columns_of(conn)
+        if not columns:
+            conn.execute(schema.CREATE_TABLE)
+        elif "repoName" in columns:  # the original's early camelCase layout
+            rows = conn.execute(schema.select_sql(columns)).fetchall()
+            records = [schema.from_row(columns, row, f"{self.path}: ") for row in rows]
+            conn.execute("DROP TABLE sessions")
+            conn.execute(schema.CREATE_TABLE)
+            conn.executemany(schema.INSERT, [schema.to_row(r) for r in records])
+        elif "record" not in columns:
+            conn.execute("ALTER TABLE sessions ADD COLUMN record TEXT")
+        for statement in schema.INDEXES:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+
+    # -- reading -------------------------------------------------------------
+
+    def _select(
+        self, conn: sqlite3.Connection, tail: str = "", params: Sequence[object] = ()
+    ) -> Iterator[SessionRecord]:
+        columns = schema.columns_of(conn)
+        if not columns:
+            return
+        cursor = conn.execute(f"{schema.select_sql(columns)} {tail}", params)
+        while rows := cursor.fetchmany(1000):
+            for row in rows:
+                yield schema.from_row(columns, row, f"{self.path}: session {row[0]!r}: ")
+
+    def read(self) -> Iterator[SessionRecord]:
+        with self._reader() as conn:
+            if conn is not None:
+                conn.execute("BEGIN")  # one snapshot for the whole stream
+                yield from self._select(conn, "ORDER BY rowid")
+
+    def count(self) -> int:
+        with self._reader() as conn:
+            if conn is None or not schema.columns_of(conn):
+                return 0
+            return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+    def keys(self) -> Iterator[str]:
+        with self._reader() as conn:
+            if conn is not None and schema.columns_of(conn):
+                for (name,) in conn.execute("SELECT session FROM sessions ORDER BY rowid"):
+                    yield name
+
+    def get(self, name: str) -> SessionRecord | None:
+        with self._reader() as conn:
+            if conn is None:
+                return None
+            return next(self._select(conn, "WHERE session = ?", (name,)), None)
+
+    def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
+        with self._reader() as conn:
+            if conn is None:
+                return
+            tail, params = "ORDER BY rowid", []
+            if where.task_id is not None:
+                variants = _task_variants(where.task_id)
+                tail = f"WHERE task_id IN ({', '.join('?' * len(variants))}) ORDER BY rowid"
+                params = variants
+            records = (r for r in self._select(conn, tail, params) if matches(r, where))
+            yield from page(records, where)
+
+    def size_bytes(self) -> int | None:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += Path(f"{self.path}{suffix}").stat().st_size
+        return total if self.path.exists() else None
+
+    def verify(self) -> VerifyReport:
+        problems: list[str] = []
+        checked = 0
+        with self._reader() as conn:
+            if conn is None:
+                return VerifyReport(ok=True, checked=0)
+            try:
+                result = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+            except sqlite3.DatabaseError as exc:
+                return VerifyReport(ok=False, checked=0, problems=(f"integrity_check: {exc}",))
+            if result != ["ok"]:
+                problems.extend(f"integrity_check: {line}" for line in result)
+            columns = schema.columns_of(conn)
+            if columns:
+                for row in conn.execute(schema.select_sql(columns)):
+                    checked += 1
+                    try:
+                        schema.from_row(columns, row, "")
+                    except (ValueError, StoreError) as exc:
+                        problems.append(f"session {row[0]!r}: {exc}")
+        return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
+
+    # -- writing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def bulk_writer(self) -> Iterator[_SqliteBulkWriter]:
+        self._check_file()
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self._writer() as conn:
+                yield _SqliteBulkWriter(conn)
+            return
+        # A new database: build it aside, then move it into place whole.
+        _remove_dead_temps(self.path)
+        temp = self.path.parent / f"{TEMP_PREFIX}{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}"
+        try:
+            with self._writer(temp) as conn:
+                yield _SqliteBulkWriter(conn)
+            conn.close()
+            _fsync_file(temp)
+            try:
+                os.link(temp, self.path)  # never replaces a database that appeared meanwhile
+            except FileExistsError:
+                raise StoreError(f"{self.path} appeared while it was being written; rerun") from None
+            fsync_dir(self.path.parent)
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{temp}{suffix}").unlink(missing_ok=True)
+
+    def insert(self, record: SessionRecord) -> None:
+        with self._writer() as conn:
+            try:
+                conn.execute(schema.INSERT, schema.to_row(record))
+            except sqlite3.IntegrityError:
+                raise ConflictError(f"session {record.session!r} already exists in {self.path}") from None
+
+    def update(self, name: str, change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord:
+        with self._writer() as conn:
+            current = next(self._select(conn, "WHERE session = ?", (name,)), None)
+            if current is None:
+                raise NotFoundError(f"no session named {name!r} in {self.path}")
+            updated = change(current)
+            conn.execute(schema.UPSERT, schema.to_row(updated))
+            return updated
+
+    def delete(self, name: str) -> bool:
+        if not self.exists():
+            return False
+        with self._writer() as conn:
+            return conn.execute("DELETE FROM sessions WHERE session = ?", (name,)).rowcount > 0
+
+    def close(self) -> None:
+        pass
+
+
+class _SqliteBulkWriter:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def write(self, batch: Sequence[SessionRecord]) -> None:
+        self.conn.executemany(schema.UPSERT, [schema.to_row(r) for r in batch])
+
+
+def _task_variants(task: str) -> list[str]:
+    normal = normalize_task_id(task)
+    if normal.startswith("md#") and normal[3:].isdigit():
+        return [normal, f"#{normal[3:]}", normal[3:]]
+    return [normal]
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Remove temp databases whose writing process no longer runs (killed mid-build)."""
+    for temp in path.parent.glob(f"{TEMP_PREFIX}{path.name}.*"):
+        parts = temp.name[len(TEMP_PREFIX) + len(path.name) + 1 :].split(".")
+        if parts and parts[0].isdigit() and not _alive(int(parts[0])):
+            temp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
