@@ -65,9 +65,8 @@ class BulkWriter(Protocol):
         """Upsert a batch into the staging area; nothing is visible yet."""
 
 
-@runtime_checkable
-class Store(Protocol):
-    """An open store. Methods raise ``minsky.errors`` types, never driver errors."""
+class ReadableStore(Protocol):
+    """What a migration needs of its source (a store, or a backup file)."""
 
     @property
     def location(self) -> str:
@@ -83,6 +82,11 @@ class Store(Protocol):
 
     def keys(self) -> Iterator[str]:
         """Stream the session names."""
+
+
+@runtime_checkable
+class Store(ReadableStore, Protocol):
+    """An open store. Methods raise ``minsky.errors`` types, never driver errors."""
 
     def bulk_writer(self) -> AbstractContextManager[BulkWriter]:
         """Stage upserts; on clean exit they become visible all at once, on error none do."""

@@ -1,0 +1,81 @@
+"""``minsky sessiondb migrate status``: where sessions live, and advice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from minsky.backup import last_backup
+from minsky.cli.app import App
+from minsky.cli.output import emit_json
+from minsky.config import exposed_secret_files
+from minsky.errors import MinskyError
+
+JSON_ADVICE_RECORDS = 5_000
+JSON_ADVICE_BYTES = 5 * 1024 * 1024
+
+
+def _advice(app: App, backend: str, origin: str, count: int | None, size: int | None) -> list[str]:
+    advice = []
+    if backend == "json" and ((count or 0) > JSON_ADVICE_RECORDS or (size or 0) > JSON_ADVICE_BYTES):
+        advice.append(
+            f"the JSON store holds {count} sessions ({(size or 0) / 1e6:.1f} MB); SQLite reads and writes "
+            "them faster: minsky sessiondb migrate to sqlite --backup ./backups --verify --set-default"
+        )
+    if origin == "repo" and backend in ("json", "sqlite"):
+        advice.append(
+            f"the repository config {app.config.repo_path} selects a local {backend} file: everyone who "
+            "shares it gets a separate store; a team shares one with the postgres backend"
+        )
+    for path in exposed_secret_files(app.config):
+        advice.append(f"{path} holds a password and is readable by others: chmod 600 {path}")
+    if last_backup() is None:
+        advice.append(
+            "no backup seen yet: minsky sessiondb migrate to json --backup ./backups --from current"
+        )
+    return advice
+
+
+def status(app: App, as_json: bool) -> None:
+    cfg = app.config
+    setting = cfg.setting("sessiondb.backend")
+    source = setting.source if setting else "default"
+    origin = setting.origin if setting else "default"
+    handle = app.store()
+    count: int | None = None
+    problem = None
+    try:
+        count = handle.store.count()
+    except MinskyError as exc:
+        problem = str(exc)
+    size = handle.store.size_bytes()
+    backup = last_backup()
+    installed = sorted(app.registry.backends)
+    advice = _advice(app, handle.spec.name, origin, count, size)
+    payload: dict[str, Any] = {
+        "backend": handle.spec.name,
+        "source": source,
+        "location": handle.store.location,
+        "exists": handle.store.exists(),
+        "sessions": count,
+        "sizeBytes": size,
+        "problem": problem,
+        "lastBackup": backup,
+        "installedBackends": installed,
+        "recommendations": advice,
+    }
+    if as_json:
+        emit_json(payload)
+        return
+    click.echo(f"Backend:   {handle.spec.name} (from {source})")
+    click.echo(
+        f"Location:  {handle.store.location}" + ("" if handle.store.exists() else " (not created yet)")
+    )
+    click.echo(f"Sessions:  {count if count is not None else 'unreadable: ' + str(problem)}")
+    if size is not None:
+        click.echo(f"Size:      {size:,} bytes")
+    click.echo(f"Backup:    {backup['path'] + ' (' + backup['createdAt'] + ')' if backup else 'none seen'}")
+    click.echo(f"Installed: {', '.join(installed)}")
+    for line in advice:
+        click.echo(f"Advice:    {line}")

@@ -1,0 +1,224 @@
+"""`minsky sessiondb migrate …` and `restore`, end to end through the CLI, on real files."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from minsky.codec import canonical, record_from_dict
+
+
+def canonical_set(records: list[dict]) -> dict[str, bytes]:  # type: ignore[type-arg]
+    return {r["session"]: canonical(record_from_dict(r)) for r in records}
+
+
+@pytest.fixture
+def json_store(state_dir: Path, shared_sample: Path) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = state_dir / "session-db.json"
+    store.write_bytes(shared_sample.read_bytes())
+    return store
+
+
+def sessions_in(minsky_json, backend: str, *extra: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    import os
+
+    os.environ["MINSKY_SESSIONDB_BACKEND"] = backend
+    try:
+        return list(minsky_json("session", "list", *extra)["sessions"])
+    finally:
+        del os.environ["MINSKY_SESSIONDB_BACKEND"]
+
+
+def test_json_to_sqlite_and_back_is_lossless(minsky, minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    original = json.loads(json_store.read_text("utf-8"))["sessions"]
+    before = json_store.read_bytes()
+    db = tmp_path / "out" / "sessions.db"
+    report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), "--verify")
+    assert report["counts"] == {"read": 5, "written": 5, "skipped": 0, "rejected": 0}
+    assert report["verificationResult"] == {
+        "ok": True,
+        "sourceCount": 5,
+        "targetCount": 5,
+        "missing": [],
+        "extra": [],
+        "mismatched": [],
+    }
+    assert json_store.read_bytes() == before, "the source must never change"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    back = tmp_path / "back.json"
+    report = minsky_json(
+        "sessiondb",
+        "migrate",
+        "to",
+        "json",
+        "--from",
+        "sqlite",
+        "--sqlite-path",
+        str(db),
+        "--json-path",
+        str(back),
+        "--verify",
+    )
+    assert report["verificationResult"]["ok"] is True
+    assert canonical_set(json.loads(back.read_text("utf-8"))["sessions"]) == canonical_set(original)
+
+
+def test_dry_run_creates_nothing(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    before = sorted(p for p in tmp_path.rglob("*"))
+    target = tmp_path / "new-dir" / "sessions.db"
+    report = minsky_json(
+        "sessiondb",
+        "migrate",
+        "to",
+        "sqlite",
+        "--sqlite-path",
+        str(target),
+        "--dry-run",
+        "--backup",
+        str(tmp_path / "backups"),
+        "--verify",
+    )
+    assert report["dryRun"] is True and report["counts"]["written"] == 5
+    assert report["backup"] is None and report["verificationResult"] is None
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_backup_is_a_private_minsky_store_with_metadata(
+    minsky_json, json_store: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    backups = tmp_path / "b" / "nested"
+    report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--backup", str(backups))
+    path = Path(report["backup"])
+    assert path.parent == backups and path.name.startswith("session-backup-") and path.name.endswith("Z.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(backups.stat().st_mode) == 0o700
+    doc = json.loads(path.read_text("utf-8"))
+    original = json.loads(json_store.read_text("utf-8"))
+    assert canonical_set(doc["sessions"]) == canonical_set(original["sessions"])
+    meta = doc["minskyBackup"]
+    assert (
+        meta["count"] == 5
+        and meta["sourceBackend"] == "json"
+        and meta["storeDigest"] == report["sourceDigest"]
+    )
+    assert meta["minskyVersion"]
+
+
+def test_restore_checks_the_digest_and_restores(
+    minsky, minsky_json, json_store: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    backups = tmp_path / "backups"
+    minsky_json("sessiondb", "migrate", "to", "sqlite", "--backup", str(backups))
+    target = tmp_path / "restored.db"
+    report = minsky_json(
+        "sessiondb",
+        "restore",
+        "--backup",
+        str(backups),
+        "--to",
+        "sqlite",
+        "--sqlite-path",
+        str(target),
+        "--verify",
+    )
+    assert report["counts"]["written"] == 5 and report["verificationResult"]["ok"] is True
+    backup = next(backups.iterdir())
+    doc = json.loads(backup.read_text("utf-8"))
+    doc["sessions"][0]["branch"] = "tampered"
+    backup.write_text(json.dumps(doc))
+    damaged = minsky(
+        "sessiondb",
+        "restore",
+        "--backup",
+        str(backup),
+        "--to",
+        "sqlite",
+        "--sqlite-path",
+        str(tmp_path / "other.db"),
+    )
+    assert damaged.exit_code == 6 and "damaged" in damaged.stderr
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_conflicts_fail_by_default_then_skip_or_overwrite(
+    minsky, minsky_json, json_store: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    db = str(tmp_path / "t.db")
+    minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", db)
+    again = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", db)
+    assert (
+        again.exit_code == 7
+        and "5 session(s) already exist" in again.stderr
+        and "task-md#101" in again.stderr
+    )
+    skipped = minsky_json(
+        "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", db, "--on-conflict", "skip", "--verify"
+    )
+    assert skipped["counts"] == {"read": 5, "written": 0, "skipped": 5, "rejected": 0}
+    over = minsky_json(
+        "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", db, "--on-conflict", "overwrite", "--verify"
+    )
+    assert over["counts"]["written"] == 5 and over["verificationResult"]["ok"] is True
+
+
+def test_nul_records_are_rejected_by_name_and_the_rest_move(minsky, state_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state_dir.mkdir(parents=True)
+    records = [
+        {"session": "good"},
+        {"session": "bad", "notes": "a\u0000b"},
+        {"session": "text", "n": "\\u0000"},
+    ]
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": records}))
+    result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "x.db"), "--json")
+    assert result.exit_code == 11
+    report = json.loads(result.stdout)
+    assert report["counts"] == {"read": 3, "written": 2, "skipped": 0, "rejected": 1}
+    assert report["rejected"][0]["session"] == "bad" and "U+0000" in report["rejected"][0]["reason"]
+
+
+def test_moving_a_store_onto_itself_is_refused(minsky, json_store: Path) -> None:  # type: ignore[no-untyped-def]
+    result = minsky("sessiondb", "migrate", "to", "json")
+    assert result.exit_code == 2 and "same store" in result.stderr
+
+
+def test_same_backend_other_location(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(first))
+    import os
+
+    os.environ["MINSKY_SESSIONDB_BACKEND"] = "sqlite"
+    os.environ["MINSKY_SESSIONDB_DB_PATH"] = str(first)
+    try:
+        report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(second), "--verify")
+    finally:
+        del os.environ["MINSKY_SESSIONDB_BACKEND"], os.environ["MINSKY_SESSIONDB_DB_PATH"]
+    assert report["verificationResult"]["ok"] is True and report["counts"]["written"] == 5
+
+
+def test_set_default_switches_the_configured_backend(
+    minsky, minsky_json, json_store: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "s.db"
+    result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), "--set-default")
+    assert result.exit_code == 0, result.output
+    assert "To revert: minsky config set sessiondb.backend json" in result.stdout
+    assert minsky_json("config", "get", "sessiondb.backend")["value"] == "sqlite"
+    assert len(minsky_json("session", "list")["sessions"]) == 5
+
+
+def test_status_reports_backend_source_and_advice(minsky_json, json_store: Path) -> None:  # type: ignore[no-untyped-def]
+    status = minsky_json("sessiondb", "migrate", "status")
+    assert status["backend"] == "json" and status["source"] == "default" and status["sessions"] == 5
+    assert status["sizeBytes"] == json_store.stat().st_size
+    assert {"json", "sqlite"} <= set(status["installedBackends"])
+    assert any("no backup" in line for line in status["recommendations"])
+
+
+def test_check_finds_problems(minsky, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": [{"session": "a"}, {"session": "a"}]}))
+    result = minsky("sessiondb", "check")
+    assert result.exit_code == 4 and "duplicate session name 'a'" in result.stdout
