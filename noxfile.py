@@ -11,6 +11,7 @@ DISTRIBUTIONS = [
     "./core",
     "./plugins/minsky-backend-json",
     "./plugins/minsky-backend-sqlite",
+    "./plugins/minsky-backend-postgres",
 ]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
 

@@ -97,3 +97,55 @@ def use_backend(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", backend)
 
     yield choose
+
+
+# -- PostgreSQL: a real server, a fresh database per run -------------------------
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _pg_unavailable(reason: str) -> None:
+    if os.environ.get("MINSKY_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL is required (MINSKY_REQUIRE_POSTGRES=1) but {reason}")
+    pytest.skip(
+        f"no PostgreSQL server: {reason}. Set MINSKY_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB "
+        "(a user who may CREATE DATABASE), or start a local server on 127.0.0.1:5432"
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A database created for this test run, dropped at its end."""
+    import uuid
+
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    except ImportError:
+        _pg_unavailable("minsky-backend-postgres (psycopg) is not installed")
+    base = os.environ.get("MINSKY_TEST_POSTGRES_URL", DEFAULT_PG)
+    try:
+        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        _pg_unavailable(f"cannot connect to {conninfo_to_dict(base).get('host')}: {str(exc).splitlines()[0]}")
+    name = f"minsky_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(base, dbname=name)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """The run's database, emptied for this test."""
+    import psycopg
+
+    def reset() -> None:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS sessions, minsky_schema_migrations")
+
+    reset()
+    yield postgres_server_url
+    reset()

@@ -61,16 +61,11 @@ def test_canonical_form_is_sorted_compact_utf8() -> None:
 def test_store_digest_ignores_order_but_not_content() -> None:
     a, b = SessionRecord(session="a"), SessionRecord(session="b", branch="x")
     assert StoreDigest.of([a, b]).hexdigest == StoreDigest.of([b, a]).hexdigest
-    assert (
-        StoreDigest.of([a, b]).hexdigest
-        != StoreDigest.of([a, SessionRecord(session="b", branch="y")]).hexdigest
-    )
+    assert StoreDigest.of([a, b]).hexdigest != StoreDigest.of([a, SessionRecord(session="b", branch="y")]).hexdigest
     assert StoreDigest.of([a]).count == 1
 
 
-json_leaf = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
-)
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_value = st.recursive(
     json_leaf,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),

@@ -21,3 +21,11 @@ class TestSqliteStore(StoreContract):
     @pytest.fixture
     def make_store(self, tmp_path: Path):  # type: ignore[no-untyped-def]
         return lambda: SQLITE_SPEC.open({"path": tmp_path / "store" / "sessions.db"})
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def make_store(self, postgres_url: str):  # type: ignore[no-untyped-def]
+        from minsky_backend_postgres import SPEC as POSTGRES_SPEC
+
+        return lambda: POSTGRES_SPEC.open({"connection_string": postgres_url})

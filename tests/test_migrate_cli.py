@@ -87,9 +87,7 @@ def test_dry_run_creates_nothing(minsky_json, json_store: Path, tmp_path: Path) 
     assert sorted(p for p in tmp_path.rglob("*")) == before
 
 
-def test_backup_is_a_private_minsky_store_with_metadata(
-    minsky_json, json_store: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_backup_is_a_private_minsky_store_with_metadata(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     backups = tmp_path / "b" / "nested"
     report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--backup", str(backups))
     path = Path(report["backup"])
@@ -99,17 +97,11 @@ def test_backup_is_a_private_minsky_store_with_metadata(
     original = json.loads(json_store.read_text("utf-8"))
     assert canonical_set(doc["sessions"]) == canonical_set(original["sessions"])
     meta = doc["minskyBackup"]
-    assert (
-        meta["count"] == 5
-        and meta["sourceBackend"] == "json"
-        and meta["storeDigest"] == report["sourceDigest"]
-    )
+    assert meta["count"] == 5 and meta["sourceBackend"] == "json" and meta["storeDigest"] == report["sourceDigest"]
     assert meta["minskyVersion"]
 
 
-def test_restore_checks_the_digest_and_restores(
-    minsky, minsky_json, json_store: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_restore_checks_the_digest_and_restores(minsky, minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     backups = tmp_path / "backups"
     minsky_json("sessiondb", "migrate", "to", "sqlite", "--backup", str(backups))
     target = tmp_path / "restored.db"
@@ -149,11 +141,7 @@ def test_conflicts_fail_by_default_then_skip_or_overwrite(
     db = str(tmp_path / "t.db")
     minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", db)
     again = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", db)
-    assert (
-        again.exit_code == 7
-        and "5 session(s) already exist" in again.stderr
-        and "task-md#101" in again.stderr
-    )
+    assert again.exit_code == 7 and "5 session(s) already exist" in again.stderr and "task-md#101" in again.stderr
     skipped = minsky_json(
         "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", db, "--on-conflict", "skip", "--verify"
     )
@@ -198,9 +186,7 @@ def test_same_backend_other_location(minsky_json, json_store: Path, tmp_path: Pa
     assert report["verificationResult"]["ok"] is True and report["counts"]["written"] == 5
 
 
-def test_set_default_switches_the_configured_backend(
-    minsky, minsky_json, json_store: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_set_default_switches_the_configured_backend(minsky, minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db = tmp_path / "s.db"
     result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), "--set-default")
     assert result.exit_code == 0, result.output

@@ -39,13 +39,9 @@ class TypoPlugin:
 
 
 def test_broken_plugins_are_reported_and_break_nothing() -> None:
-    registry = discover(
-        extra=[("raising", RaisingPlugin()), ("future", FuturePlugin()), ("typo", TypoPlugin())]
-    )
+    registry = discover(extra=[("raising", RaisingPlugin()), ("future", FuturePlugin()), ("typo", TypoPlugin())])
     by_name = {p.name: p for p in registry.plugins}
-    assert by_name["raising"].status == "failed" and "cannot find my driver" in (
-        by_name["raising"].error or ""
-    )
+    assert by_name["raising"].status == "failed" and "cannot find my driver" in (by_name["raising"].error or "")
     assert by_name["future"].status == "refused" and "hook API 99" in (by_name["future"].error or "")
     assert by_name["typo"].status == "failed" and "register_backend" in (by_name["typo"].error or "")
     assert "future" not in registry.backends

@@ -91,9 +91,7 @@ def record_to_dict(record: SessionRecord) -> dict[str, Any]:
 
 
 def canonical_bytes(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8", "surrogatepass"
-    )
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 def canonical(record: SessionRecord) -> bytes:

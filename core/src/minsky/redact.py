@@ -18,9 +18,7 @@ _known: set[str] = set()
 
 _URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
 _QUERY_PW = re.compile(r"(?P<key>[?&](?:password|sslpassword)=)(?P<pw>[^&\s#]*)", re.IGNORECASE)
-_KV_PW = re.compile(
-    r"(?P<key>\b(?:password|sslpassword)\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE
-)
+_KV_PW = re.compile(r"(?P<key>\b(?:password|sslpassword)\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
 
 
 def remember_secret(secret: str | None) -> None:

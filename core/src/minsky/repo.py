@@ -23,9 +23,7 @@ class RepoInfo:
 
 def _git(args: list[str], cwd: Path) -> str | None:
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
-        )
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     out = done.stdout.strip()
@@ -59,9 +57,7 @@ def describe(repo: str | None, cwd: Path) -> RepoInfo:
     top = _git(["rev-parse", "--show-toplevel"], where)
     if top is None:
         if repo is None:
-            raise UsageError(
-                f"{cwd} is not inside a git repository: pass --repo PATH|URL to say which repository"
-            )
+            raise UsageError(f"{cwd} is not inside a git repository: pass --repo PATH|URL to say which repository")
         top = str(where)
     remote = _git(["config", "--get", "remote.origin.url"], Path(top))
     if remote:

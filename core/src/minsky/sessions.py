@@ -110,9 +110,7 @@ class CleanPlan:
     undated: int
 
 
-def plan_clean(
-    store: Store, older_than: timedelta, *, include_active: bool, clock: Clock = utc_now
-) -> CleanPlan:
+def plan_clean(store: Store, older_than: timedelta, *, include_active: bool, clock: Clock = utc_now) -> CleanPlan:
     cutoff = clock() - older_than
     remove, kept_active, undated = [], 0, 0
     for record in store.read():

@@ -23,9 +23,7 @@ class StoreHandle:
     options: Mapping[str, Any]
 
 
-def resolve_options(
-    spec: BackendSpec, config: Config, flags: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def resolve_options(spec: BackendSpec, config: Config, flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
     flags = flags or {}
     selected = config.backend == spec.name
     resolved: dict[str, Any] = {}

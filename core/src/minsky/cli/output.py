@@ -44,9 +44,7 @@ def record_detail(record: SessionRecord) -> str:
     lines = []
     for key, value in data.items():
         shown = (
-            json.dumps(value, ensure_ascii=False)
-            if isinstance(value, (dict, list, bool)) or value is None
-            else value
+            json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list, bool)) or value is None else value
         )
         lines.append(f"{key.ljust(width)}  {shown}")
     lines.append(f"{'status'.ljust(width)}  {'active' if record.active else 'ended'}")

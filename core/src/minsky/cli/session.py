@@ -33,9 +33,7 @@ def start(name: str | None, task: str | None, repo: str | None, branch: str | No
         raise UsageError("give a session NAME or --task ID")
     info = repo_mod.describe(repo, app.cwd)
     handle = app.store()
-    record, workdir = sessions.start(
-        handle.store, app.config.base_dir, info, name=name, task=task, branch=branch
-    )
+    record, workdir = sessions.start(handle.store, app.config.base_dir, info, name=name, task=task, branch=branch)
     if as_json:
         emit_json({"session": public_record(record), "workdir": str(workdir)})
     else:
@@ -152,9 +150,7 @@ def clean(older_than: str, include_active: bool, dry_run: bool, as_json: bool) -
         if dry_run or sessions.delete(store, app.config.base_dir, record.session):
             removed.append(record.session)
     if as_json:
-        emit_json(
-            {"dryRun": dry_run, "removed": removed, "keptActive": plan.kept_active, "undated": plan.undated}
-        )
+        emit_json({"dryRun": dry_run, "removed": removed, "keptActive": plan.kept_active, "undated": plan.undated})
         return
     verb = "Would remove" if dry_run else "Removed"
     click.echo(f"{verb} {len(removed)} session(s) older than {older_than}")

@@ -65,9 +65,7 @@ def _split_flags(app: App, backend: str, flags: dict[str, Any]) -> tuple[dict[st
     return mine, rest
 
 
-def _open_pair(
-    app: App, to: str, source: str | None, flags: dict[str, Any]
-) -> tuple[StoreHandle, StoreHandle]:
+def _open_pair(app: App, to: str, source: str | None, flags: dict[str, Any]) -> tuple[StoreHandle, StoreHandle]:
     source_name = app.config.backend if source in (None, "current") else str(source)
     target_flags, rest = _split_flags(app, to, flags)
     source_flags, rest = _split_flags(app, source_name, rest)
@@ -148,9 +146,7 @@ def migrate_group() -> None:
 
 @migrate_group.command("to")
 @click.argument("backend")
-@click.option(
-    "--from", "source", metavar="BACKEND|current", help="Source backend (default: the configured one)."
-)
+@click.option("--from", "source", metavar="BACKEND|current", help="Source backend (default: the configured one).")
 @target_options
 @click.option(
     "--backup",
@@ -167,9 +163,7 @@ def migrate_group() -> None:
     show_default=True,
     help="What to do with sessions the target already holds.",
 )
-@click.option(
-    "--set-default", is_flag=True, help="After a verified success, make BACKEND the configured one."
-)
+@click.option("--set-default", is_flag=True, help="After a verified success, make BACKEND the configured one.")
 @json_option
 def migrate_to(
     backend: str,
@@ -227,9 +221,7 @@ def migrate_status(as_json: bool) -> None:
 @target_options
 @click.option("--dry-run", is_flag=True, help="Check the backup and report; change nothing.")
 @click.option("--verify", is_flag=True, help="Re-read the target afterwards and compare digests.")
-@click.option(
-    "--on-conflict", type=click.Choice(["fail", "skip", "overwrite"]), default="fail", show_default=True
-)
+@click.option("--on-conflict", type=click.Choice(["fail", "skip", "overwrite"]), default="fail", show_default=True)
 @json_option
 def restore(
     backup_path: Path,

@@ -31,9 +31,7 @@ def _advice(app: App, backend: str, origin: str, count: int | None, size: int | 
     for path in exposed_secret_files(app.config):
         advice.append(f"{path} holds a password and is readable by others: chmod 600 {path}")
     if last_backup() is None:
-        advice.append(
-            "no backup seen yet: minsky sessiondb migrate to json --backup ./backups --from current"
-        )
+        advice.append("no backup seen yet: minsky sessiondb migrate to json --backup ./backups --from current")
     return advice
 
 
@@ -69,9 +67,7 @@ def status(app: App, as_json: bool) -> None:
         emit_json(payload)
         return
     click.echo(f"Backend:   {handle.spec.name} (from {source})")
-    click.echo(
-        f"Location:  {handle.store.location}" + ("" if handle.store.exists() else " (not created yet)")
-    )
+    click.echo(f"Location:  {handle.store.location}" + ("" if handle.store.exists() else " (not created yet)"))
     click.echo(f"Sessions:  {count if count is not None else 'unreadable: ' + str(problem)}")
     if size is not None:
         click.echo(f"Size:      {size:,} bytes")

@@ -217,9 +217,7 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
         for index, item in enumerate(sessions):
             name = _name(item)
             if not isinstance(name, str) or not name:
-                raise StoreError(
-                    f"{path}: sessions[{index}] has no 'session' name; run `minsky sessiondb verify`"
-                )
+                raise StoreError(f"{path}: sessions[{index}] has no 'session' name; run `minsky sessiondb verify`")
     doc["sessions"] = sessions
     return doc
 

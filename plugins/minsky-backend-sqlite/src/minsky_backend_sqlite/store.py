@@ -76,9 +76,7 @@ class SqliteStore:
                 ensure_private_dir(path.parent)
                 if not path.exists():  # created 0600; SQLite gives -wal/-shm the same mode
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-                conn = sqlite3.connect(
-                    path, timeout=self.options.busy_timeout_ms / 1000, isolation_level=None
-                )
+                conn = sqlite3.connect(path, timeout=self.options.busy_timeout_ms / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
             conn.execute(f"PRAGMA cache_size = {int(self.options.cache_size)}")
             if not readonly:
@@ -94,8 +92,7 @@ class SqliteStore:
         text = str(exc)
         if "locked" in text or "busy" in text:
             return LockedError(
-                f"{self.path}: database is locked (still busy after "
-                f"{self.options.busy_timeout_ms / 1000:g}s)",
+                f"{self.path}: database is locked (still busy after {self.options.busy_timeout_ms / 1000:g}s)",
                 hint=f"see `minsky session list --active`, and `lsof {self.path}` for what holds it",
             )
         if "not a database" in text or "malformed" in text:

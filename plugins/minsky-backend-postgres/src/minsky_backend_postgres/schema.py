@@ -1,0 +1,189 @@
+"""The ``sessions`` table, compatible with the original Minsky's PostgreSQL
+schema, plus ``record`` (the whole record as canonical JSON text — not JSONB,
+which would reorder keys and refuse ``\\u0000``) and ``minsky_seq`` (the order
+records arrived in). Versions are rows of ``minsky_schema_migrations``, applied
+under an advisory lock so that clients starting at once apply each exactly once.
+Every identifier is composed with ``psycopg.sql``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from minsky.codec import canonical_bytes, record_from_dict, record_to_dict
+from minsky.errors import StoreError
+from minsky.model import SessionRecord
+
+SCHEMA_VERSION = 1
+TABLE = sql.Identifier("sessions")
+MIGRATIONS = sql.Identifier("minsky_schema_migrations")
+STAGING = sql.Identifier("minsky_staging")
+LOCK_KEY = 0x6D696E736B79  # "minsky": the advisory lock for schema changes
+
+COLUMNS = (
+    "session",
+    "repo_name",
+    "repo_url",
+    "created_at",
+    "task_id",
+    "branch",
+    "pr_branch",
+    "pr_approved",
+    "pr_state",
+    "backend_type",
+    "github",
+    "remote",
+    "pull_request",
+    "record",
+)
+COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+
+CREATE_TABLE = sql.SQL("""
+CREATE TABLE IF NOT EXISTS {table} (
+  session       TEXT PRIMARY KEY,
+  repo_name     TEXT NOT NULL,
+  repo_url      TEXT NOT NULL,
+  created_at    TIMESTAMP WITH TIME ZONE NOT NULL,
+  task_id       TEXT,
+  branch        TEXT,
+  pr_branch     TEXT,
+  pr_approved   TEXT,
+  pr_state      TEXT,
+  backend_type  TEXT,
+  github        TEXT,
+  remote        TEXT,
+  pull_request  TEXT
+)""").format(table=TABLE)
+
+V1 = [
+    CREATE_TABLE,
+    sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS record TEXT").format(t=TABLE),
+    sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS minsky_seq BIGSERIAL").format(t=TABLE),
+    sql.SQL("CREATE INDEX IF NOT EXISTS idx_sessions_task_id ON {t} (task_id)").format(t=TABLE),
+    sql.SQL("CREATE INDEX IF NOT EXISTS idx_sessions_created_at ON {t} (created_at)").format(t=TABLE),
+]
+
+UPSERT_FROM_STAGING = sql.SQL(
+    "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY ord ON CONFLICT (session) DO UPDATE SET {updates}"
+).format(
+    t=TABLE,
+    s=STAGING,
+    cols=COLS,
+    updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in COLUMNS[1:]),
+)
+INSERT = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (session) DO NOTHING").format(
+    t=TABLE, cols=COLS, vals=sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
+)
+UPDATE = sql.SQL("UPDATE {t} SET ({cols}) = ({vals}) WHERE session = %s").format(
+    t=TABLE,
+    cols=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS[1:]),
+    vals=sql.SQL(", ").join(sql.Placeholder() * (len(COLUMNS) - 1)),
+)
+SELECT = sql.SQL("SELECT {cols} FROM {t}").format(cols=COLS, t=TABLE)
+LEGACY_SELECT = sql.SQL("SELECT {cols} FROM {t}").format(
+    cols=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS[:-1]), t=TABLE
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_JSON_COLUMNS = {
+    "pr_approved": "prApproved",
+    "pr_state": "prState",
+    "github": "github",
+    "remote": "remote",
+    "pull_request": "pullRequest",
+}
+_TEXT_COLUMNS = {
+    "repo_name": "repoName",
+    "repo_url": "repoUrl",
+    "task_id": "taskId",
+    "branch": "branch",
+    "pr_branch": "prBranch",
+    "backend_type": "backendType",
+}
+
+
+def migrate(conn: psycopg.Connection[Any]) -> None:
+    """Bring the schema to SCHEMA_VERSION; refuse a newer one. Run inside a transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {m} (version INTEGER PRIMARY KEY, "
+            "applied_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())"
+        ).format(m=MIGRATIONS)
+    )
+    row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) FROM {m}").format(m=MIGRATIONS)).fetchone()
+    version = int(row[0]) if row else 0
+    refuse_newer(version)
+    if version < 1:
+        for statement in V1:
+            conn.execute(statement)
+        conn.execute(sql.SQL("INSERT INTO {m} (version) VALUES (1)").format(m=MIGRATIONS))
+
+
+def refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the sessions schema is at version {version}, written by a newer minsky (this one knows "
+            f"{SCHEMA_VERSION}); upgrade minsky-backend-postgres. Nothing was changed."
+        )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _timestamp(value: Any) -> datetime:
+    """created_at for the original's TIMESTAMPTZ column; the exact string lives in ``record``."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return _EPOCH
+
+
+def to_row(record: SessionRecord) -> tuple[Any, ...]:
+    data = record_to_dict(record)
+    return (
+        record.session,
+        _text(data.get("repoName")) or "",
+        _text(data.get("repoUrl")) or "",
+        _timestamp(data.get("createdAt")),
+        _text(data.get("taskId")),
+        _text(data.get("branch")),
+        _text(data.get("prBranch")),
+        _json(data.get("prApproved")),
+        _json(data.get("prState")),
+        _text(data.get("backendType")),
+        _json(data.get("github")),
+        _json(data.get("remote")),
+        _json(data.get("pullRequest")),
+        canonical_bytes(data).decode("utf-8", "surrogatepass"),
+    )
+
+
+def from_row(row: tuple[Any, ...], where: str) -> SessionRecord:
+    values = dict(zip(COLUMNS, row, strict=False))
+    if values.get("record"):
+        return record_from_dict(json.loads(values["record"]), where=where)
+    # A row written by the original Minsky: rebuild what its columns hold.
+    data: dict[str, Any] = {"session": values["session"]}
+    for column, key in _TEXT_COLUMNS.items():
+        if values.get(column) is not None:
+            data[key] = values[column]
+    created = values.get("created_at")
+    if isinstance(created, datetime):
+        data["createdAt"] = created.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for column, key in _JSON_COLUMNS.items():
+        if values.get(column) is not None:
+            data[key] = json.loads(values[column])
+    return record_from_dict(data, where=where)

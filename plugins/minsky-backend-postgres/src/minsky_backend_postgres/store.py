@@ -1,0 +1,243 @@
+"""The PostgreSQL store.
+
+Reads run in one ``REPEATABLE READ, READ ONLY`` transaction through a named
+(server-side) cursor: one consistent snapshot while others write, and flat
+memory however many rows there are. Bulk writes COPY into a temporary staging
+table and publish it with one set-based upsert, all in one transaction, so a
+failed or killed migration leaves nothing. Single-record writes are row-level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from minsky.backend import SessionFilter, VerifyReport
+from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError
+from minsky.filters import matches, normalize_task_id, page
+from minsky.model import SessionRecord
+from minsky.redact import redact_text, remember_secret
+from minsky_backend_postgres import schema
+from minsky_backend_postgres.errors import describe_target, translate
+
+ITERSIZE = 2000
+
+
+class PostgresStore:
+    def __init__(self, conninfo: str, *, connect_timeout: int = 10) -> None:
+        redact_text(conninfo)  # learn the password, wherever it was written
+        try:
+            self.params: dict[str, Any] = conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"invalid PostgreSQL connection string: {redact_text(str(exc))}") from None
+        remember_secret(str(self.params.get("password") or ""))
+        self.params.setdefault("connect_timeout", connect_timeout)
+        self.params.setdefault("application_name", "minsky")
+        self._conn: psycopg.Connection[Any] | None = None
+        self._schema_ready = False
+
+    @property
+    def location(self) -> str:
+        return f"postgres://{describe_target(self.params)}"
+
+    # -- connections ---------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(**self.params)
+            except psycopg.Error as exc:
+                raise translate(exc, self.params, "connecting") from None
+        return self._conn
+
+    @contextlib.contextmanager
+    def _tx(self, doing: str, *, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._connect()
+        try:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ if snapshot else None
+            conn.read_only = snapshot
+            with conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            if conn.broken:
+                self._conn = None
+            raise translate(exc, self.params, doing) from None
+
+    def _columns(self, conn: psycopg.Connection[Any]) -> set[str]:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'sessions' AND table_schema = current_schema()"
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def _check_version(self, conn: psycopg.Connection[Any]) -> None:
+        exists = conn.execute("SELECT to_regclass('minsky_schema_migrations') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            row = conn.execute(
+                sql.SQL("SELECT coalesce(max(version), 0) FROM {m}").format(m=schema.MIGRATIONS)
+            ).fetchone()
+            schema.refuse_newer(int(row[0]) if row else 0)
+
+    @contextlib.contextmanager
+    def _writer(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
+        with self._tx(doing) as conn:
+            if not self._schema_ready:
+                schema.migrate(conn)
+            yield conn
+        self._schema_ready = True
+
+    # -- reading -------------------------------------------------------------
+
+    def exists(self) -> bool:
+        with self._tx("checking for the sessions table", snapshot=True) as conn:
+            row = conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()
+            return bool(row and row[0])
+
+    def _select(
+        self, tail: sql.Composable | None = None, params: Sequence[Any] = (), doing: str = "reading sessions"
+    ) -> Iterator[SessionRecord]:
+        with self._tx(doing, snapshot=True) as conn:
+            self._check_version(conn)
+            columns = self._columns(conn)
+            if not columns:
+                return
+            query = schema.SELECT if "record" in columns else schema.LEGACY_SELECT
+            order = sql.SQL(" ORDER BY minsky_seq") if "minsky_seq" in columns else sql.SQL(" ORDER BY session")
+            with conn.cursor(name=f"minsky_read_{id(self)}") as cursor:
+                cursor.itersize = ITERSIZE
+                cursor.execute(sql.Composed([query, sql.SQL(" "), tail or sql.SQL(""), order]), params)
+                for row in cursor:
+                    yield schema.from_row(row, f"{self.location}: session {row[0]!r}: ")
+
+    def read(self) -> Iterator[SessionRecord]:
+        return self._select()
+
+    def count(self) -> int:
+        with self._tx("counting sessions", snapshot=True) as conn:
+            if not self._columns(conn):
+                return 0
+            row = conn.execute("SELECT count(*) FROM sessions").fetchone()
+            return int(row[0]) if row else 0
+
+    def keys(self) -> Iterator[str]:
+        with self._tx("reading session names", snapshot=True) as conn:
+            if not self._columns(conn):
+                return
+            with conn.cursor(name=f"minsky_keys_{id(self)}") as cursor:
+                cursor.itersize = ITERSIZE * 5
+                cursor.execute("SELECT session FROM sessions")
+                for (name,) in cursor:
+                    yield name
+
+    def get(self, name: str) -> SessionRecord | None:
+        return next(self._select(sql.SQL("WHERE session = %s"), (name,)), None)
+
+    def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
+        tail: sql.Composable = sql.SQL("")
+        params: list[Any] = []
+        if where.task_id is not None:
+            normal = normalize_task_id(where.task_id)
+            variants = [normal, f"#{normal[3:]}", normal[3:]] if normal.startswith("md#") else [normal]
+            tail, params = sql.SQL("WHERE task_id = ANY(%s)"), [variants]
+        records = (r for r in self._select(tail, params) if matches(r, where))
+        return page(records, where)
+
+    def size_bytes(self) -> int | None:
+        with self._tx("measuring the table", snapshot=True) as conn:
+            row = conn.execute(
+                "SELECT CASE WHEN to_regclass('sessions') IS NULL THEN NULL ELSE pg_total_relation_size('sessions') END"
+            ).fetchone()
+            return int(row[0]) if row and row[0] is not None else None
+
+    def verify(self) -> VerifyReport:
+        problems: list[str] = []
+        checked = 0
+        try:
+            for record in self.read():
+                checked += 1
+                del record
+        except MinskyError as exc:
+            problems.append(str(exc))
+        with self._tx("checking the schema", snapshot=True) as conn:
+            indexes = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'sessions' AND schemaname = current_schema()"
+                )
+            }
+        if checked and not {"idx_sessions_task_id", "idx_sessions_created_at"} <= indexes:
+            problems.append("indexes idx_sessions_task_id / idx_sessions_created_at are missing")
+        return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
+
+    def describe(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        with self._tx("asking the server", snapshot=True) as conn:
+            row = conn.execute("SELECT current_setting('server_version')").fetchone()
+            latency = (time.perf_counter() - started) * 1000
+            version = None
+            exists = conn.execute("SELECT to_regclass('minsky_schema_migrations') IS NOT NULL").fetchone()
+            if exists and exists[0]:
+                got = conn.execute("SELECT max(version) FROM minsky_schema_migrations").fetchone()
+                version = got[0] if got else None
+        return {
+            "serverVersion": row[0] if row else None,
+            "schemaVersion": version,
+            "roundTripMs": round(latency, 2),
+        }
+
+    # -- writing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def bulk_writer(self) -> Iterator[_CopyWriter]:
+        with self._writer("writing sessions") as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TEMPORARY TABLE {s} (ord BIGSERIAL, LIKE {t} INCLUDING DEFAULTS) ON COMMIT DROP"
+                ).format(s=schema.STAGING, t=schema.TABLE)
+            )
+            writer = _CopyWriter(conn)
+            yield writer
+            conn.execute(schema.UPSERT_FROM_STAGING)
+
+    def insert(self, record: SessionRecord) -> None:
+        with self._writer("adding a session") as conn:
+            inserted = conn.execute(schema.INSERT, schema.to_row(record)).rowcount
+        if inserted == 0:
+            raise ConflictError(f"session {record.session!r} already exists in {self.location}")
+
+    def update(self, name: str, change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord:
+        with self._writer("updating a session") as conn:
+            columns = self._columns(conn)
+            query = schema.SELECT if "record" in columns else schema.LEGACY_SELECT
+            row = conn.execute(sql.Composed([query, sql.SQL(" WHERE session = %s FOR UPDATE")]), (name,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no session named {name!r} in {self.location}")
+            updated = change(schema.from_row(row, ""))
+            conn.execute(schema.UPDATE, (*schema.to_row(updated)[1:], name))
+            return updated
+
+    def delete(self, name: str) -> bool:
+        with self._writer("deleting a session") as conn:
+            return conn.execute("DELETE FROM sessions WHERE session = %s", (name,)).rowcount > 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class _CopyWriter:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.copy_sql = sql.SQL("COPY {s} ({cols}) FROM STDIN").format(s=schema.STAGING, cols=schema.COLS)
+
+    def write(self, batch: Sequence[SessionRecord]) -> None:
+        with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+            for record in batch:
+                copy.write_row(schema.to_row(record))

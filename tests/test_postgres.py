@@ -1,0 +1,403 @@
+"""PostgreSQL: migrations in every direction, the original's schema, errors, and no password leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from conftest import ORIGINAL_SCHEMAS, run_minsky
+from minsky.codec import canonical, record_from_dict
+from minsky.testing.records import SAMPLE_DICTS
+
+pytestmark = pytest.mark.postgres
+
+
+def canonical_set(records: list[dict]) -> dict[str, bytes]:  # type: ignore[type-arg]
+    return {r["session"]: canonical(record_from_dict(r)) for r in records}
+
+
+def location_flags(backend: str, tmp_path: Path, url: str, tag: str) -> list[str]:
+    if backend == "json":
+        return ["--json-path", str(tmp_path / f"{tag}.json")]
+    if backend == "sqlite":
+        return ["--sqlite-path", str(tmp_path / f"{tag}.db")]
+    return ["--connection-string", url]
+
+
+def seed(backend: str, flags: list[str], minsky_json, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Put the sample records (every awkward shape) into a store through a backup restore."""
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps({"sessions": SAMPLE_DICTS}))
+    minsky_json("sessiondb", "restore", "--backup", str(seed_file), "--to", backend, *flags)
+
+
+DIRECTIONS = [
+    ("json", "sqlite"),
+    ("sqlite", "postgres"),
+    ("postgres", "json"),
+    ("json", "postgres"),
+    ("sqlite", "json"),
+    ("postgres", "sqlite"),
+    ("postgres", "postgres"),
+]
+
+
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_every_direction_is_lossless(
+    source: str,
+    target: str,
+    minsky_json,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    postgres_url: str,
+    postgres_server_url: str,
+) -> None:
+    src_flags = location_flags(source, tmp_path, postgres_url, "src")
+    seed(source, src_flags, minsky_json, tmp_path)
+    target_url = postgres_url
+    if source == target == "postgres":  # same backend, another location: a second database
+        other = conninfo_to_dict(postgres_server_url)["dbname"] + "_b"
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{other}"')
+            conn.execute(f'CREATE DATABASE "{other}"')
+        target_url = make_conninfo(postgres_server_url, dbname=other)
+    dst_flags = location_flags(target, tmp_path, target_url, "dst")
+    # The source is chosen through the environment, as a configured backend is.
+    os.environ["MINSKY_SESSIONDB_BACKEND"] = source
+    if source == "postgres":
+        os.environ["MINSKY_POSTGRES_URL"] = postgres_url
+    else:
+        os.environ["MINSKY_SESSIONDB_DB_PATH"] = src_flags[1]
+    try:
+        report = minsky_json("sessiondb", "migrate", "to", target, *dst_flags, "--verify")
+    finally:
+        for var in ("MINSKY_SESSIONDB_BACKEND", "MINSKY_POSTGRES_URL", "MINSKY_SESSIONDB_DB_PATH"):
+            os.environ.pop(var, None)
+    n = len(SAMPLE_DICTS)
+    assert report["counts"] == {"read": n, "written": n, "skipped": 0, "rejected": 0}
+    assert report["verificationResult"]["ok"] is True
+    # Read the target back through an independent path: a restore-free JSON export.
+    out = tmp_path / "out.json"
+    os.environ["MINSKY_SESSIONDB_BACKEND"] = target
+    if target == "postgres":
+        os.environ["MINSKY_POSTGRES_URL"] = target_url
+    else:
+        os.environ["MINSKY_SESSIONDB_DB_PATH"] = dst_flags[1]
+    try:
+        minsky_json("sessiondb", "migrate", "to", "json", "--json-path", str(out))
+    finally:
+        for var in ("MINSKY_SESSIONDB_BACKEND", "MINSKY_POSTGRES_URL", "MINSKY_SESSIONDB_DB_PATH"):
+            os.environ.pop(var, None)
+    assert canonical_set(json.loads(out.read_text("utf-8"))["sessions"]) == canonical_set(SAMPLE_DICTS)
+
+
+def test_sessions_on_postgres(minsky, minsky_json, postgres_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+    monkeypatch.setenv("MINSKY_POSTGRES_URL", postgres_url)
+    assert minsky("session", "start", "--task", "5", "--repo", "https://github.com/a/b").exit_code == 0
+    assert minsky_json("session", "list", "--task", "#5")["sessions"][0]["session"] == "task-md#5"
+    assert minsky("session", "end", "--all").exit_code == 0
+    assert minsky_json("session", "list", "--active")["sessions"] == []
+    info = minsky_json("sessiondb", "test-connection")
+    assert info["ok"] is True and info["schemaVersion"] == 1 and info["serverVersion"]
+
+
+def test_reads_and_upgrades_the_original_schema(
+    minsky_json,
+    postgres_url: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch,
+) -> None:
+    ddl = ORIGINAL_SCHEMAS.read_text()
+    pg_ddl = ddl[ddl.index("-- PostgreSQL, later layout") : ddl.index("-- Known losses")]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(pg_ddl)
+        conn.execute(
+            "INSERT INTO sessions (session, repo_name, repo_url, created_at, task_id, pr_approved, pr_state)"
+            " VALUES ('orig', 'acme/w', 'u', '2025-01-20T10:30:00Z', 'md#1', 'true', '{\"exists\": true}')"
+        )
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+    monkeypatch.setenv("MINSKY_POSTGRES_URL", postgres_url)
+    got = minsky_json("session", "get", "orig")
+    assert got == {
+        "session": "orig",
+        "repoName": "acme/w",
+        "repoUrl": "u",
+        "createdAt": "2025-01-20T10:30:00.000Z",
+        "taskId": "md#1",
+        "prApproved": True,
+        "prState": {"exists": True},
+    }
+    # Reading must not change the original table: no record column yet.
+    with psycopg.connect(postgres_url) as conn:
+        cols = {
+            r[0]
+            for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'sessions'")
+        }
+    assert "record" not in cols
+    minsky_json("session", "start", "new", "--repo", "https://github.com/a/b")
+    # What minsky writes stays readable through the original's columns.
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT repo_name, repo_url, task_id FROM sessions WHERE session = 'new'").fetchone()
+    assert row == ("a/b", "https://github.com/a/b", None)
+
+
+def test_exact_timestamp_strings_survive_timestamptz(minsky_json, postgres_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+    monkeypatch.setenv("MINSKY_POSTGRES_URL", postgres_url)
+    seed_file = Path("seed.json")
+    stamps = ["2024-11-02T17:45:12.5+02:00", "2025-04-10T12:00:00.000001Z", "not a date", ""]
+    seed_file.write_text(json.dumps({"sessions": [{"session": f"s{i}", "createdAt": s} for i, s in enumerate(stamps)]}))
+    minsky_json("sessiondb", "restore", "--backup", str(seed_file), "--to", "postgres")
+    assert [s["createdAt"] for s in minsky_json("session", "list")["sessions"]] == stamps
+
+
+CANARY = "Canary-pw_7x!"
+
+
+def _urls(base: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """The canary password given five ways, against a server that will refuse it."""
+    p = conninfo_to_dict(base)
+    host, port, db = p.get("host", "127.0.0.1"), p.get("port", "5432"), p.get("dbname", "postgres")
+    enc = quote(CANARY, safe="")
+    return {
+        "uri-userinfo": (f"postgresql://nosuchuser:{enc}@{host}:{port}/{db}", {}),
+        "uri-query": (f"postgresql://nosuchuser@{host}:{port}/{db}?password={enc}", {}),
+        "keyword": (f"host={host} port={port} dbname={db} user=nosuchuser password='{CANARY}'", {}),
+        "pgpassword": (f"postgresql://nosuchuser@{host}:{port}/{db}", {"PGPASSWORD": CANARY}),
+        "unreachable": (f"postgresql://nosuchuser:{enc}@127.0.0.1:1/{db}", {}),
+    }
+
+
+def _leaks(text: str) -> bool:
+    return CANARY in text or quote(CANARY, safe="") in text
+
+
+@pytest.mark.parametrize("way", ["uri-userinfo", "uri-query", "keyword", "pgpassword", "unreachable"])
+def test_canary_password_never_appears(way: str, postgres_server_url: str, tmp_path: Path) -> None:
+    url, env = _urls(postgres_server_url)[way]
+    # Refused logins need a server that asks for passwords; trust auth refuses the unknown role instead.
+    runs = [
+        ["sessiondb", "migrate", "to", "postgres", "--connection-string", url, "--json"],
+        ["--debug", "sessiondb", "migrate", "to", "postgres", "--connection-string", url, "--backup", str(tmp_path)],
+        ["sessiondb", "test-connection"],
+        ["session", "list"],
+        ["sessiondb", "migrate", "status", "--json"],
+    ]
+    base_env = {**env, "MINSKY_LOG_LEVEL": "debug", "MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": url}
+    for args in runs:
+        env_for = base_env if args[0] != "sessiondb" or args[1] != "migrate" or args[2] == "status" else env
+        done = run_minsky(*args, env=env_for, timeout=60)
+        assert done.returncode != 0 or args[-1] == "--json", (args, done.stderr)
+        assert not _leaks(done.stdout + done.stderr), (way, args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr or "--debug" in args
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert not _leaks(path.read_text(errors="replace"))
+
+
+def test_connection_errors_are_one_clear_line(postgres_server_url: str) -> None:
+    p = conninfo_to_dict(postgres_server_url)
+    cases = {
+        "refused": (f"postgresql://u:{CANARY}@127.0.0.1:1/x", "cannot connect (connection refused)", "pg_isready"),
+        "no-database": (
+            make_conninfo(postgres_server_url, dbname="minsky_no_such_db"),
+            "does not exist",
+            "CREATE DATABASE",
+        ),
+        "bad-string": ("postgresql://[bad", "invalid PostgreSQL connection string", None),
+    }
+    for name, (url, expected, hint) in cases.items():
+        done = run_minsky("session", "list", env={"MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": url})
+        assert done.returncode in (3, 5), (name, done.stderr)
+        assert expected in done.stderr, (name, done.stderr)
+        assert "Traceback" not in done.stderr and not _leaks(done.stderr)
+        if hint:
+            assert hint in done.stderr
+    del p
+
+
+def test_killed_migration_leaves_nothing_and_rerun_converges(
+    postgres_url: str, tmp_path: Path, state_dir: Path
+) -> None:
+    from minsky.codec import record_to_dict
+    from minsky.testing.records import generated_records
+
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(
+        json.dumps({"sessions": [record_to_dict(r) for r in generated_records(20000)]})
+    )
+    for delay in (0.3, 0.6, 0.9):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "minsky",
+                "sessiondb",
+                "migrate",
+                "to",
+                "postgres",
+                "--connection-string",
+                postgres_url,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        with psycopg.connect(postgres_url) as conn:
+            exists = conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()
+            count = conn.execute("SELECT count(*) FROM sessions").fetchone()[0] if exists and exists[0] else 0
+        assert count in (0, 20000)
+        if count:
+            break
+    done = run_minsky(
+        "sessiondb",
+        "migrate",
+        "to",
+        "postgres",
+        "--connection-string",
+        postgres_url,
+        "--on-conflict",
+        "overwrite",
+        "--verify",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verificationResult"]["targetCount"] == 20000
+
+
+def test_terminated_backend_mid_migration_is_a_clean_error(postgres_url: str, state_dir: Path) -> None:
+    from minsky.codec import record_to_dict
+    from minsky.testing.records import generated_records
+
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(
+        json.dumps({"sessions": [record_to_dict(r) for r in generated_records(30000)]})
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minsky", "sessiondb", "migrate", "to", "postgres", "--connection-string", postgres_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    import time
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        deadline = time.monotonic() + 30
+        killed = False
+        while time.monotonic() < deadline and proc.poll() is None and not killed:
+            rows = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'minsky' "
+                "AND state = 'active' AND query ILIKE 'COPY%'"
+            ).fetchall()
+            for (pid,) in rows:
+                killed = bool(admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0])
+            time.sleep(0.01)
+    _out, err = proc.communicate(timeout=60)
+    if killed:
+        assert proc.returncode == 5, err
+        assert "connection lost" in err and "nothing was committed" in err and "Traceback" not in err
+        with psycopg.connect(postgres_url) as conn:
+            exists = conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()[0]
+            count = conn.execute("SELECT count(*) FROM sessions").fetchone()[0] if exists else 0
+        assert count == 0
+    else:  # the migration finished before we caught it: it must then be complete
+        assert proc.returncode == 0, err
+        print("note: the migration finished before pg_terminate_backend caught it")
+    again = run_minsky(
+        "sessiondb",
+        "migrate",
+        "to",
+        "postgres",
+        "--connection-string",
+        postgres_url,
+        "--on-conflict",
+        "overwrite",
+        "--verify",
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_canary_password_absent_from_successful_runs_and_backups(
+    postgres_url: str, tmp_path: Path, state_dir: Path
+) -> None:
+    """A role that logs in with the canary: reports, status, logs and backups never show it."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "DROP OWNED BY minsky_canary"
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'minsky_canary'").fetchone()
+            else "SELECT 1"
+        )
+        conn.execute("DROP ROLE IF EXISTS minsky_canary")
+        conn.execute(f"CREATE ROLE minsky_canary LOGIN PASSWORD '{CANARY}'")
+        conn.execute("GRANT ALL ON SCHEMA public TO minsky_canary")
+    p = conninfo_to_dict(postgres_url)
+    url = f"postgresql://minsky_canary:{quote(CANARY, safe='')}@{p.get('host')}:{p.get('port', 5432)}/{p['dbname']}"
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": SAMPLE_DICTS}))
+    env = {"MINSKY_LOG_LEVEL": "debug"}
+    backups = tmp_path / "backups"
+    outputs = []
+    for args in (
+        [
+            "sessiondb",
+            "migrate",
+            "to",
+            "postgres",
+            "--connection-string",
+            url,
+            "--backup",
+            str(backups),
+            "--verify",
+            "--json",
+        ],
+        ["--debug", "sessiondb", "migrate", "to", "postgres", "--connection-string", url, "--dry-run"],
+        [
+            "sessiondb",
+            "migrate",
+            "to",
+            "json",
+            "--from",
+            "postgres",
+            "--connection-string",
+            url,
+            "--json-path",
+            str(tmp_path / "x.json"),
+            "--backup",
+            str(backups),
+            "--json",
+        ],
+    ):
+        done = run_minsky(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout + done.stderr)
+    env_status = {**env, "MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": url}
+    for args in (
+        ["sessiondb", "migrate", "status", "--json"],
+        ["sessiondb", "test-connection", "--json"],
+        ["config", "show"],
+        ["session", "list", "--json"],
+    ):
+        done = run_minsky(*args, env=env_status)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout + done.stderr)
+    assert "minsky_canary" in outputs[0]
+    assert not any(_leaks(text) for text in outputs)
+    files = [f for f in tmp_path.rglob("*") if f.is_file()] + [f for f in state_dir.rglob("*") if f.is_file()]
+    assert len([f for f in files if f.name.startswith("session-backup-")]) == 2
+    assert not any(_leaks(f.read_text(errors="replace")) for f in files)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS sessions, minsky_schema_migrations")
+        conn.execute("DROP OWNED BY minsky_canary")
+        conn.execute("DROP ROLE minsky_canary")
