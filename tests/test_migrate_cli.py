@@ -87,6 +87,17 @@ def test_dry_run_creates_nothing(minsky_json, json_store: Path, tmp_path: Path) 
     assert sorted(p for p in tmp_path.rglob("*")) == before
 
 
+def test_dry_run_onto_an_existing_wal_database_leaves_no_trace(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "t.db"
+    minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t.db")) == ["t.db"]
+    before = db.read_bytes()
+    report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), "--dry-run")
+    assert report["conflicts"]["count"] == 5 and report["counts"]["skipped"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t.db")) == ["t.db"]
+    assert db.read_bytes() == before
+
+
 def test_backup_is_a_private_minsky_store_with_metadata(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     backups = tmp_path / "b" / "nested"
     report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--backup", str(backups))

@@ -107,7 +107,7 @@ def _finish(report: Report, as_json: bool, verb: str) -> None:
 def _print_report(report: Report, verb: str) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
-    head = f"Dry run, nothing changed: {verb.lower()}" if report.dry_run else verb
+    head = "Dry run, nothing changed:" if report.dry_run else verb
     click.echo(
         f"{head} {report.source.backend} ({report.source.location}) → "
         f"{report.target.backend} ({report.target.location})"

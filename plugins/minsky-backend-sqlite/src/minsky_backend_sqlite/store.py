@@ -80,6 +80,8 @@ class SqliteStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
             conn.execute(f"PRAGMA cache_size = {int(self.options.cache_size)}")
             if not readonly:
+                # Refuse a newer schema before anything (even the journal mode) changes the file.
+                self._refuse_newer(conn.execute("PRAGMA user_version").fetchone()[0])
                 conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
                 conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
             return conn
@@ -87,6 +89,9 @@ class SqliteStore:
             raise self._error(exc) from None
         except OSError as exc:
             raise StoreError(f"cannot open {path}: {exc.strerror}") from None
+        except StoreError:
+            conn.close()
+            raise
 
     def _error(self, exc: BaseException) -> StoreError:
         text = str(exc)
@@ -106,6 +111,8 @@ class SqliteStore:
         if not self.path.exists() or self.path.stat().st_size == 0:
             yield None
             return
+        aux = [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm")]
+        had_aux = any(p.exists() for p in aux)
         conn = self._connect(self.path, readonly=True)
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -115,6 +122,18 @@ class SqliteStore:
             raise self._error(exc) from None
         finally:
             conn.close()
+            if not had_aux and any(p.exists() for p in aux):
+                self._tidy_wal()
+
+    def _tidy_wal(self) -> None:
+        """A reader of a WAL database leaves -wal/-shm behind; the last writable
+        connection to close removes them, so a read (or a dry run) leaves no trace."""
+        with contextlib.suppress(sqlite3.Error, OSError):
+            conn = sqlite3.connect(self.path, timeout=0.1)
+            try:
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            finally:
+                conn.close()
 
     def _refuse_newer(self, version: int) -> None:
         if version > schema.SCHEMA_VERSION:

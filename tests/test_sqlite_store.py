@@ -1,0 +1,280 @@
+"""The SQLite store: the original's schema, versions, file safety, locking, many processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ORIGINAL_SCHEMAS, run_minsky
+from minsky.errors import LockedError, StoreError
+from minsky_backend_sqlite import SPEC
+from minsky_backend_sqlite.store import SqliteOptions, SqliteStore
+
+REPO = "https://github.com/acme/widgets.git"
+
+
+def original_db(path: Path) -> Path:
+    ddl = ORIGINAL_SCHEMAS.read_text()
+    sqlite_ddl = ddl[: ddl.index("-- SQLite, early layout")]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(sqlite_ddl)
+        conn.execute(
+            "INSERT INTO sessions (session, repo_name, repo_url, created_at, task_id, pr_approved, pr_state, github)"
+            " VALUES ('orig', 'acme/w', 'u', '2025-01-20T10:30:00.000Z', 'md#1', 'true', '{\"exists\": true}',"
+            ' \'{"owner": "acme"}\')'
+        )
+    conn.close()
+    return path
+
+
+def test_reads_an_original_database_without_changing_it(tmp_path: Path) -> None:
+    db = original_db(tmp_path / "sessions.db")
+    before = db.read_bytes()
+    store = SPEC.open({"path": db})
+    [record] = list(store.read())
+    assert record.session == "orig" and record.pr_approved is True and record.github.owner == "acme"  # type: ignore[union-attr]
+    assert record.created_at == "2025-01-20T10:30:00.000Z"
+    assert db.read_bytes() == before
+
+
+def test_first_write_upgrades_and_stays_readable_by_the_original(tmp_path: Path) -> None:
+    db = original_db(tmp_path / "sessions.db")
+    store = SPEC.open({"path": db})
+    from minsky.codec import record_from_dict
+
+    store.insert(
+        record_from_dict(
+            {"session": "new", "repoName": "r", "repoUrl": "u", "createdAt": "t", "prApproved": False, "futureField": 1}
+        )
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        rows = dict(conn.execute("SELECT session, pr_approved FROM sessions").fetchall())
+        indexes = {r[1] for r in conn.execute("PRAGMA index_list(sessions)")}
+    conn.close()
+    assert rows == {"orig": "true", "new": "false"}
+    assert {"idx_sessions_task_id", "idx_sessions_created_at"} <= indexes
+    assert store.get("new").extra == {"futureField": 1}  # type: ignore[union-attr]
+
+
+def test_early_camelcase_layout_is_read_and_upgraded(tmp_path: Path) -> None:
+    db = tmp_path / "early.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE sessions (session TEXT PRIMARY KEY, repoName TEXT NOT NULL, repoUrl TEXT, "
+            "createdAt TEXT NOT NULL, taskId TEXT, branch TEXT, repoPath TEXT)"
+        )
+        conn.execute("INSERT INTO sessions VALUES ('e', 'r', NULL, '2025-01-01', '#3', 'b', '/p')")
+    conn.close()
+    store = SPEC.open({"path": db})
+    expected = {
+        "session": "e",
+        "repoName": "r",
+        "createdAt": "2025-01-01",
+        "taskId": "#3",
+        "branch": "b",
+        "repoPath": "/p",
+    }
+    from minsky.codec import record_to_dict
+
+    assert [record_to_dict(r) for r in store.read()] == [expected]
+    store.delete("nothing")  # a write: upgrades the layout
+    assert [record_to_dict(r) for r in store.read()] == [expected]
+
+
+def test_newer_schema_is_refused_and_left_alone(minsky, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "future.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    before = db.read_bytes()
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(db))
+    for args in (["session", "list"], ["session", "start", "x", "--repo", REPO]):
+        result = minsky(*args)
+        assert result.exit_code == StoreError.exit_code and "newer minsky" in result.stderr
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"not a database at all", b"\x00" * 4096, b'{"sessions": []}'])
+def test_a_file_that_is_not_sqlite_is_named_and_untouched(minsky, tmp_path: Path, monkeypatch, content: bytes) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "sessions.db"
+    db.write_bytes(content)
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(db))
+    for args in (["session", "list"], ["session", "start", "x", "--repo", REPO], ["sessiondb", "check"]):
+        result = minsky(*args)
+        assert result.exit_code == StoreError.exit_code, result.output
+        assert str(db) in result.stderr and "not an SQLite database" in result.stderr
+    assert db.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "sessions.db", "work"]
+
+
+def test_damaged_page_is_reported_by_check(minsky, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "sessions.db"
+    store = SPEC.open({"path": db, "journal_mode": "DELETE"})
+    from minsky.testing.records import generated_records
+
+    with store.bulk_writer() as writer:
+        writer.write(generated_records(3000))
+    data = bytearray(db.read_bytes())
+    data[4096 * 3 : 4096 * 3 + 200] = b"\xff" * 200
+    db.write_bytes(bytes(data))
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(db))
+    result = minsky("sessiondb", "check")
+    assert result.exit_code == StoreError.exit_code
+    assert "Traceback" not in result.output
+
+
+def test_files_are_private_including_wal(tmp_path: Path) -> None:
+    os.umask(0o022)
+    db = tmp_path / "deep" / "dir" / "sessions.db"
+    store = SPEC.open({"path": db})
+    from minsky.testing.records import sample_records
+
+    store.insert(sample_records()[0])
+    reader = sqlite3.connect(db)  # keeps the -wal/-shm files in place
+    reader.execute("SELECT 1 FROM sessions").fetchall()
+    store.insert(sample_records()[1])
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{db}{suffix}")
+        assert path.exists(), suffix
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, suffix
+    reader.close()
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+
+
+def test_config_options_take_effect(minsky, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "s.db"
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(db))
+    assert minsky("config", "set", "sessiondb.sqliteOptions.journalMode", "DELETE").exit_code == 0
+    assert minsky("session", "start", "a", "--repo", REPO).exit_code == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+    assert minsky("config", "set", "sessiondb.sqliteOptions.journalMode", "WAL").exit_code == 0
+    assert minsky("session", "start", "b", "--repo", REPO).exit_code == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_locked_database_is_one_clear_line(tmp_path: Path) -> None:
+    db = tmp_path / "sessions.db"
+    SPEC.open({"path": db}).delete("x") if db.exists() else None
+    store = SqliteStore(db, SqliteOptions(busy_timeout_ms=200))
+    from minsky.testing.records import sample_records
+
+    store.insert(sample_records()[0])
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(LockedError) as info:
+            store.insert(sample_records()[1])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    message = str(info.value)
+    assert "database is locked" in message and str(db) in message and "\n" not in message
+    assert "lsof" in (info.value.hint or "") and "session list --active" in (info.value.hint or "")
+    assert LockedError.exit_code == 8
+    assert [r.session for r in store.read()] == ["plain"]
+
+
+def test_many_processes_starting_sessions_lose_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "sessions.db"
+    env = {**os.environ, "MINSKY_SESSIONDB_BACKEND": "sqlite", "MINSKY_SESSIONDB_DB_PATH": str(db)}
+    code = (
+        "import sys\nfrom minsky.cli import cli\n"
+        "for i in range(25):\n"
+        f"    cli.main(['session','start',f'p{{sys.argv[1]}}-{{i}}','--repo','{REPO}'], standalone_mode=False)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(n)], env=env, stderr=subprocess.PIPE, text=True)
+        for n in range(8)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        assert "locked" not in err
+    listed = run_minsky(
+        "session", "list", "--json", env={"MINSKY_SESSIONDB_BACKEND": "sqlite", "MINSKY_SESSIONDB_DB_PATH": str(db)}
+    )
+    assert len(json.loads(listed.stdout)["sessions"]) == 200
+
+
+def test_killed_bulk_load_never_leaves_a_partial_database(tmp_path: Path, state_dir: Path) -> None:
+    from minsky.codec import record_to_dict
+    from minsky.testing.records import generated_records
+
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(
+        json.dumps({"sessions": [record_to_dict(r) for r in generated_records(30000)]})
+    )
+    target = tmp_path / "out" / "sessions.db"
+    for delay in (0.4, 0.8, 1.2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "minsky", "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(target)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if target.exists():
+            with sqlite3.connect(target) as conn:
+                assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 30000
+            conn.close()
+            break
+    done = run_minsky(
+        "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(target), "--on-conflict", "overwrite", "--verify"
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith(".minsky-tmp")] == []
+
+
+FULL_DISK = (
+    "import resource, signal, sys\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))\n"
+    "from minsky.cli import main\n"
+    "sys.argv = ['minsky'] + sys.argv[1:]\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize("target", ["sqlite", "json"])
+def test_full_disk_fails_cleanly_and_loses_nothing(tmp_path: Path, state_dir: Path, target: str) -> None:
+    """A disk that fills up (RLIMIT_FSIZE): one line, exit 4, source intact, no target, no temp file."""
+    from minsky.codec import record_to_dict
+    from minsky.testing.records import generated_records
+
+    state_dir.mkdir(parents=True)
+    source = state_dir / "session-db.json"
+    source.write_text(json.dumps({"sessions": [record_to_dict(r) for r in generated_records(6000)]}))
+    before = source.read_bytes()
+    out_dir = tmp_path / "out"
+    flag = ["--sqlite-path", str(out_dir / "s.db")] if target == "sqlite" else ["--json-path", str(out_dir / "s.json")]
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, "sessiondb", "migrate", "to", target, *flag],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == StoreError.exit_code, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2
+    assert "too large" in done.stderr or "full" in done.stderr or "space" in done.stderr
+    assert source.read_bytes() == before
+    left = [p.name for p in out_dir.iterdir()] if out_dir.exists() else []
+    assert [name for name in left if not name.endswith(".lock")] == []  # an empty lock file is no data
