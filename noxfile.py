@@ -12,6 +12,7 @@ DISTRIBUTIONS = [
     "./plugins/minsky-backend-json",
     "./plugins/minsky-backend-sqlite",
     "./plugins/minsky-backend-postgres",
+    "./examples/minsky-backend-jsonl",  # installed as a third party would: by entry point only
 ]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
 

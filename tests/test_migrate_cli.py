@@ -219,3 +219,9 @@ def test_check_finds_problems(minsky, state_dir: Path) -> None:  # type: ignore[
     (state_dir / "session-db.json").write_text(json.dumps({"sessions": [{"session": "a"}, {"session": "a"}]}))
     result = minsky("sessiondb", "check")
     assert result.exit_code == 4 and "duplicate session name 'a'" in result.stdout
+
+
+def test_a_missing_source_is_an_error_not_an_empty_target(minsky, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "t.db"))
+    assert result.exit_code == 4 and "does not exist: nothing to migrate" in result.stderr
+    assert not (tmp_path / "t.db").exists()

@@ -46,6 +46,13 @@ class OptionSpec:
 
 @attrs.frozen
 class SessionFilter:
+    """Which sessions ``Store.list`` yields: all given conditions hold (see ``minsky.filters.matches``).
+
+    ``task_id`` matches however the task is written (``md#1``, ``#1``, ``1``); ``repo`` matches
+    repoName, repoUrl or repoPath; ``active`` is True for sessions not ended; ``limit`` and
+    ``offset`` page the result, applied after the conditions.
+    """
+
     task_id: str | None = None
     repo: str | None = None
     active: bool | None = None
@@ -55,12 +62,16 @@ class SessionFilter:
 
 @attrs.frozen
 class VerifyReport:
+    """What a backend's own integrity check found: ``problems`` are one line each."""
+
     ok: bool
     checked: int
     problems: tuple[str, ...] = ()
 
 
 class BulkWriter(Protocol):
+    """Yielded by ``Store.bulk_writer()``: receives batches of records in the staging area."""
+
     def write(self, batch: Sequence[SessionRecord]) -> None:
         """Upsert a batch into the staging area; nothing is visible yet."""
 
@@ -78,7 +89,8 @@ class ReadableStore(Protocol):
     def read(self) -> Iterator[SessionRecord]:
         """Stream every record, in a stable order, from one consistent snapshot."""
 
-    def count(self) -> int: ...
+    def count(self) -> int:
+        """How many records the store holds (0 when it does not exist)."""
 
     def keys(self) -> Iterator[str]:
         """Stream the session names."""
@@ -91,7 +103,8 @@ class Store(ReadableStore, Protocol):
     def bulk_writer(self) -> AbstractContextManager[BulkWriter]:
         """Stage upserts; on clean exit they become visible all at once, on error none do."""
 
-    def get(self, name: str) -> SessionRecord | None: ...
+    def get(self, name: str) -> SessionRecord | None:
+        """The record named ``name``, or None."""
 
     def insert(self, record: SessionRecord) -> None:
         """Add a new record; ``ConflictError`` if the name is taken."""
@@ -99,9 +112,11 @@ class Store(ReadableStore, Protocol):
     def update(self, name: str, change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord:
         """Read-modify-write one record atomically; ``NotFoundError`` if absent."""
 
-    def delete(self, name: str) -> bool: ...
+    def delete(self, name: str) -> bool:
+        """Remove one record; False if there was none."""
 
-    def list(self, where: SessionFilter) -> Iterator[SessionRecord]: ...
+    def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
+        """Stream the records ``where`` selects, in store order (push filters down where an index helps)."""
 
     def verify(self) -> VerifyReport:
         """The backend's own integrity check."""
@@ -109,7 +124,8 @@ class Store(ReadableStore, Protocol):
     def size_bytes(self) -> int | None:
         """Size on disk (or on the server), when the backend can tell."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release connections and handles; the store may not be used afterwards."""
 
 
 @attrs.frozen

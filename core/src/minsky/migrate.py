@@ -24,7 +24,7 @@ import attrs
 from minsky.backend import ReadableStore, Store
 from minsky.backup import write_backup
 from minsky.codec import StoreDigest, canonical, record_digest
-from minsky.errors import ConflictError, UsageError
+from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 
 # "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
@@ -136,6 +136,11 @@ def migrate(
         raise UsageError(
             f"source and target are the same store ({target.backend} at {target.location}); "
             "give the target another location"
+        )
+    if not source.store.exists():
+        raise StoreError(
+            f"the source store {source.location} ({source.backend}) does not exist: nothing to migrate",
+            hint="name the source with --from BACKEND and its location flag",
         )
     report = Report(source=source, target=target, dry_run=dry_run)
     started = time.perf_counter()

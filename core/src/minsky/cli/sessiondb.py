@@ -53,13 +53,18 @@ def _flags(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in flags.items() if value is not None}
 
 
-def _split_flags(app: App, backend: str, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Flags as option values for ``backend``, and the flags it does not take."""
+def _split_flags(
+    app: App, backend: str, flags: dict[str, Any], *, bare: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flags as option values for ``backend``, and the flags it does not take.
+
+    ``-o BACKEND.NAME=V`` names the backend; a bare ``-o NAME=V`` goes to the target.
+    """
     spec = app.registry.backend(backend)
     mine: dict[str, Any] = {}
     rest = dict(flags)
     for opt in spec.options:
-        for key in (opt.cli_flag, opt.name):
+        for key in (opt.cli_flag, f"{backend}.{opt.name}", opt.name if bare else None):
             if key and key in rest:
                 mine[opt.name] = rest.pop(key)
     return mine, rest
@@ -68,7 +73,7 @@ def _split_flags(app: App, backend: str, flags: dict[str, Any]) -> tuple[dict[st
 def _open_pair(app: App, to: str, source: str | None, flags: dict[str, Any]) -> tuple[StoreHandle, StoreHandle]:
     source_name = app.config.backend if source in (None, "current") else str(source)
     target_flags, rest = _split_flags(app, to, flags)
-    source_flags, rest = _split_flags(app, source_name, rest)
+    source_flags, rest = _split_flags(app, source_name, rest, bare=False)
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {to} or {source_name}")
     return app.store(source_name, source_flags), app.store(to, target_flags)

@@ -1,0 +1,14 @@
+"""All it takes to check a backend against minsky's contract."""
+
+from pathlib import Path
+
+import pytest
+
+from minsky.testing import StoreContract
+from minsky_backend_jsonl import SPEC
+
+
+class TestJsonlStore(StoreContract):
+    @pytest.fixture
+    def make_store(self, tmp_path: Path):  # type: ignore[no-untyped-def]
+        return lambda: SPEC.open({"path": tmp_path / "sessions.jsonl"})
