@@ -33,6 +33,17 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """The crash, concurrency and bad-input tests at 10x their CI size (on demand)."""
+    install_minsky(session)
+    session.install(*TEST_DEPS)
+    session.env["MINSKY_SOAK"] = session.env.get("MINSKY_SOAK", "10")
+    session.run(
+        "pytest", "tests/test_crashes.py", "tests/test_concurrency.py", "tests/test_bad_input.py", *session.posargs
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")

@@ -180,27 +180,49 @@ def _leaks(text: str) -> bool:
     return CANARY in text or quote(CANARY, safe="") in text
 
 
-@pytest.mark.parametrize("way", ["uri-userinfo", "uri-query", "keyword", "pgpassword", "unreachable"])
-def test_canary_password_never_appears(way: str, postgres_server_url: str, tmp_path: Path) -> None:
-    url, env = _urls(postgres_server_url)[way]
-    # Refused logins need a server that asks for passwords; trust auth refuses the unknown role instead.
-    runs = [
-        ["sessiondb", "migrate", "to", "postgres", "--connection-string", url, "--json"],
-        ["--debug", "sessiondb", "migrate", "to", "postgres", "--connection-string", url, "--backup", str(tmp_path)],
-        ["sessiondb", "test-connection"],
-        ["session", "list"],
-        ["sessiondb", "migrate", "status", "--json"],
+WAYS = ["uri-userinfo", "uri-query", "keyword", "pgpassword", "toml-var", "unreachable"]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_canary_password_never_appears(
+    way: str, postgres_server_url: str, tmp_path: Path, state_dir: Path, isolated_home: Path
+) -> None:
+    """Every failure path (refused role, unreachable server) with the canary given each way."""
+    if way == "toml-var":
+        url, env = _urls(postgres_server_url)["uri-userinfo"]
+        config = isolated_home / ".config" / "minsky" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text('[sessiondb]\nconnectionString = "${MINSKY_CANARY_URL}"\n')
+        env = {"MINSKY_CANARY_URL": url}
+        target = ["sessiondb", "migrate", "to", "postgres"]
+        selected = {**env, "MINSKY_SESSIONDB_BACKEND": "postgres"}
+    else:
+        url, env = _urls(postgres_server_url)[way]
+        target = ["sessiondb", "migrate", "to", "postgres", "--connection-string", url]
+        selected = {**env, "MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": url}
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": SAMPLE_DICTS}))
+    logs = {"MINSKY_LOG_LEVEL": "debug"}
+    runs: list[tuple[list[str], dict[str, str], bool]] = [
+        ([*target, "--json"], {**env, **logs}, True),
+        (["--debug", *target, "--backup", str(tmp_path / "b"), "--verify"], {**env, **logs}, True),
+        ([*target, "--dry-run"], env, True),
+        (["sessiondb", "test-connection", "--json"], {**selected, **logs}, True),
+        (["--debug", "session", "list"], selected, True),
+        (["session", "start", "x", "--repo", "https://h/a/b"], selected, True),
+        (["sessiondb", "migrate", "status", "--json"], selected, False),
+        (["config", "show", "--json"], selected, False),
+        (["config", "get", "sessiondb.connectionString"], selected, False),
     ]
-    base_env = {**env, "MINSKY_LOG_LEVEL": "debug", "MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": url}
-    for args in runs:
-        env_for = base_env if args[0] != "sessiondb" or args[1] != "migrate" or args[2] == "status" else env
-        done = run_minsky(*args, env=env_for, timeout=60)
-        assert done.returncode != 0 or args[-1] == "--json", (args, done.stderr)
+    for args, run_env, must_fail in runs:
+        done = run_minsky(*args, env=run_env, timeout=60)
+        assert done.returncode != 0 or not must_fail, (args, done.stderr)
         assert not _leaks(done.stdout + done.stderr), (way, args, done.stdout, done.stderr)
-        assert "Traceback" not in done.stderr or "--debug" in args
-    for path in tmp_path.rglob("*"):
+        if "--debug" not in args:
+            assert "Traceback" not in done.stderr
+    for path in [*tmp_path.rglob("*"), *state_dir.rglob("*")]:
         if path.is_file():
-            assert not _leaks(path.read_text(errors="replace"))
+            assert not _leaks(path.read_text(errors="replace")), path
 
 
 def test_connection_errors_are_one_clear_line(postgres_server_url: str) -> None:
