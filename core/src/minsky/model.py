@@ -1,9 +1,9 @@
 """The session record: every field the original Minsky stores, and nothing lost.
 
-Values are carried exactly as they were read. A field that was absent stays
-``MISSING`` (distinct from ``None``, ``""`` and ``False``), and keys no schema
-knows yet land in ``extra`` so that a store written by a newer writer survives a
-round trip through this one.
+Records are immutable (change one with ``attrs.evolve``). Values are carried
+exactly as they were read. A field that was absent stays ``MISSING`` (distinct
+from ``None``, ``""`` and ``False``), and keys no schema knows yet land in
+``extra``, so that a store written by a newer writer survives a round trip.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _extra() -> Any:
     return attrs.field(factory=dict, kw_only=True, repr=False)
 
 
-@attrs.define(eq=True)
+@attrs.frozen
 class PrState:
     branch_name: str | Missing | None = _field()
     exists: bool | Missing | None = _field()
@@ -49,7 +49,7 @@ class PrState:
     extra: dict[str, Any] = _extra()
 
 
-@attrs.define(eq=True)
+@attrs.frozen
 class PullRequestGithub:
     id: int | Missing | None = _field()
     node_id: str | Missing | None = _field()
@@ -62,7 +62,7 @@ class PullRequestGithub:
     extra: dict[str, Any] = _extra()
 
 
-@attrs.define(eq=True)
+@attrs.frozen
 class PullRequest:
     number: int | Missing | None = _field()
     url: str | Missing | None = _field()
@@ -76,7 +76,7 @@ class PullRequest:
     extra: dict[str, Any] = _extra()
 
 
-@attrs.define(eq=True)
+@attrs.frozen
 class GithubRepo:
     owner: str | Missing | None = _field()
     repo: str | Missing | None = _field()
@@ -84,7 +84,7 @@ class GithubRepo:
     extra: dict[str, Any] = _extra()
 
 
-@attrs.define(eq=True)
+@attrs.frozen
 class SessionRecord:
     session: str
     repo_name: str | Missing | None = _field()
@@ -107,6 +107,9 @@ class SessionRecord:
     # minsky's own: when the session was ended (absent while it is active).
     ended_at: str | Missing | None = _field()
     extra: dict[str, Any] = _extra()
+    # The codec's memo of this (immutable) record's dict and canonical form: a
+    # migration needs both several times per record, and computing them dominates.
+    _memo: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False, hash=False)
 
     @property
     def active(self) -> bool:

@@ -14,7 +14,7 @@ from minsky.redact import MASK
 
 def public_record(record: SessionRecord) -> dict[str, Any]:
     """The record as shown to a user: the GitHub token is masked."""
-    data = record_to_dict(record)
+    data = dict(record_to_dict(record))  # the codec's dict is shared: copy before masking
     github = data.get("github")
     if isinstance(github, dict) and github.get("token"):
         data["github"] = {**github, "token": MASK}

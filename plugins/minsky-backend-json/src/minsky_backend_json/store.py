@@ -12,13 +12,13 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import filelock
 
 from minsky.atomic import atomic_writer, ensure_private_dir, os_error_to_store_error, remove_stale_temps
 from minsky.backend import SessionFilter, VerifyReport
-from minsky.codec import record_from_dict, record_to_dict
+from minsky.codec import compact_bytes, record_from_dict, record_to_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
@@ -125,13 +125,20 @@ class JsonStore:
             return result
 
     @contextlib.contextmanager
-    def bulk_writer(self) -> Iterator[_JsonBulkWriter]:
+    def bulk_writer(self) -> Iterator[_JsonBulkWriter | _StreamingWriter]:
         with self._locked():
             doc = self._load()
-            writer = _JsonBulkWriter(doc)
-            yield writer
-            if writer.changed:
-                self._save(doc)
+            if doc["sessions"]:  # merging into records already there: the document is needed whole
+                writer = _JsonBulkWriter(doc)
+                yield writer
+                if writer.changed:
+                    self._save(doc)
+                return
+            # A new (or empty) store: stream records straight into the new file; memory stays flat.
+            with atomic_writer(self.path) as handle:
+                streaming = _StreamingWriter(handle)
+                yield streaming
+                streaming.finish({key: value for key, value in doc.items() if key != "sessions"})
 
     def insert(self, record: SessionRecord) -> None:
         def change(doc: Document) -> None:
@@ -186,6 +193,30 @@ class _JsonBulkWriter:
             else:
                 sessions[position] = data
         self.changed = True
+
+
+class _StreamingWriter:
+    """Writes ``{"sessions": [...], ...}`` as batches arrive, one record per line."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.names: set[str] = set()
+        handle.write(b'{"sessions": [')
+
+    def write(self, batch: Sequence[SessionRecord]) -> None:
+        parts = []
+        for record in batch:
+            if record.session in self.names:
+                raise StoreError(f"session {record.session!r} appears twice in one write")
+            parts.append((b"\n    " if not self.names else b",\n    ") + compact_bytes(record_to_dict(record)))
+            self.names.add(record.session)
+        self.handle.write(b"".join(parts))
+
+    def finish(self, rest: Document) -> None:
+        self.handle.write(b"\n  ]")
+        for key, value in rest.items():
+            self.handle.write(b",\n  " + compact_bytes(key) + b": " + compact_bytes(value))
+        self.handle.write(b"\n}\n")
 
 
 def _name(item: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from minsky.codec import canonical_bytes, record_from_dict, record_to_dict
+from minsky.codec import canonical, compact_bytes, record_from_dict, record_to_dict
 from minsky.errors import StoreError
 from minsky.model import SessionRecord
 
@@ -137,7 +137,7 @@ def _text(value: Any) -> str | None:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else compact_bytes(value).decode("utf-8", "surrogatepass")
 
 
 def _timestamp(value: Any) -> datetime:
@@ -167,7 +167,7 @@ def to_row(record: SessionRecord) -> tuple[Any, ...]:
         _json(data.get("github")),
         _json(data.get("remote")),
         _json(data.get("pullRequest")),
-        canonical_bytes(data).decode("utf-8", "surrogatepass"),
+        canonical(record).decode("utf-8", "surrogatepass"),
     )
 
 

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from minsky.codec import canonical_bytes, record_from_dict, record_to_dict
+from minsky.codec import canonical, compact_bytes, record_from_dict, record_to_dict
 from minsky.model import SessionRecord
 
 SCHEMA_VERSION = 1
@@ -93,7 +93,7 @@ def _text(value: Any) -> str | None:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else compact_bytes(value).decode("utf-8", "surrogatepass")
 
 
 def to_row(record: SessionRecord) -> tuple[Any, ...]:
@@ -112,7 +112,7 @@ def to_row(record: SessionRecord) -> tuple[Any, ...]:
         _json(data.get("github")),
         _json(data.get("remote")),
         _json(data.get("pullRequest")),
-        canonical_bytes(data).decode("utf-8", "surrogatepass"),
+        canonical(record).decode("utf-8", "surrogatepass"),
     )
 
 
