@@ -11,24 +11,28 @@ Every record is accounted for: read = written + skipped + rejected.
 
 from __future__ import annotations
 
+import functools
+import gc
 import hashlib
 import itertools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import attrs
 
 from minsky.backend import ReadableStore, Store
 from minsky.backup import write_backup
-from minsky.codec import StoreDigest, canonical, record_digest
+from minsky.codec import StoreDigest, canonical, canonical_stream
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 
 # "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+P = ParamSpec("P")
+R = TypeVar("R")
 OnConflict = Literal["fail", "skip", "overwrite"]
 BATCH_SIZE = 2000
 CONFLICT_EXAMPLES = 5
@@ -120,6 +124,25 @@ def reject_reason(canonical_form: bytes) -> str | None:
 Progress = Callable[[int], None]
 
 
+def _without_cycle_collection(func: Callable[P, R]) -> Callable[P, R]:
+    """Records, dicts and batches hold no reference cycles, so reference counting frees
+    them all; the cycle collector would only re-scan the (possibly million-object) source
+    document again and again: measured at half the time of a JSON-sourced migration."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return wrapper
+
+
+@_without_cycle_collection
 def migrate(
     source: Endpoint,
     target: Endpoint,
@@ -210,15 +233,16 @@ def verify_target(
     records before) are per-record digests compared, to name the differences.
     """
     if not existing:
-        target_digest = StoreDigest.of(target.store.read())
+        target_digest = StoreDigest()
+        for _, blob in canonical_stream(target.store):
+            target_digest.add(hashlib.sha256(blob).hexdigest())
         if target_digest.count == written.count and target_digest.hexdigest == written.hexdigest:
             return Verification(ok=True, source_count=written.count, target_count=target_digest.count)
     expected: dict[str, str] = {}
-    for record in source.store.read():
-        blob = canonical(record)
-        if reject_reason(blob) is None and (record.session not in existing or on_conflict == "overwrite"):
-            expected[record.session] = hashlib.sha256(blob).hexdigest()
-    found: dict[str, str] = {r.session: record_digest(r) for r in target.store.read()}
+    for name, blob in canonical_stream(source.store):
+        if reject_reason(blob) is None and (name not in existing or on_conflict == "overwrite"):
+            expected[name] = hashlib.sha256(blob).hexdigest()
+    found = {name: hashlib.sha256(blob).hexdigest() for name, blob in canonical_stream(target.store)}
     missing = sorted(name for name in expected if name not in found)
     mismatched = sorted(name for name, digest in expected.items() if name in found and found[name] != digest)
     extra = sorted(name for name in found if name not in expected and name not in existing)

@@ -12,3 +12,8 @@ class TestJsonlStore(StoreContract):
     @pytest.fixture
     def make_store(self, tmp_path: Path):  # type: ignore[no-untyped-def]
         return lambda: SPEC.open({"path": tmp_path / "sessions.jsonl"})
+
+    def corrupt_one_record(self, store, name):  # type: ignore[no-untyped-def]
+        path = Path(store.location)
+        lines = path.read_text("utf-8").splitlines()
+        path.write_text("\n".join(line[:20] if f'"{name}"' in line else line for line in lines) + "\n")

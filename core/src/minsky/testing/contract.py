@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from minsky.backend import SessionFilter, Store
-from minsky.codec import StoreDigest, canonical
+from minsky.codec import StoreDigest, canonical, canonical_stream
 from minsky.errors import ConflictError, MinskyError, NotFoundError
 from minsky.testing.records import generated_records, sample_records
 
@@ -29,6 +29,13 @@ class StoreContract:
     @pytest.fixture
     def make_store(self) -> StoreFactory:
         raise NotImplementedError("give a make_store fixture returning a Store factory")
+
+    def corrupt_one_record(self, store: Store, name: str) -> None:
+        """Damage the stored record ``name`` behind the store's back (bytes on disk, a row…).
+
+        Override it: the suite checks that ``verify()`` then reports the damage.
+        """
+        raise NotImplementedError("override corrupt_one_record to show how a record of this backend gets damaged")
 
     @pytest.fixture
     def store(self, make_store: StoreFactory) -> Iterator[Store]:
@@ -132,6 +139,18 @@ class StoreContract:
         report = store.verify()
         assert report.ok, report.problems
         assert report.checked == len(sample_records())
+
+    def test_verify_reports_a_corrupted_record(self, store: Store, make_store: StoreFactory) -> None:
+        _load(store, sample_records())
+        self.corrupt_one_record(store, "plain")
+        report = make_store().verify()
+        assert not report.ok
+        assert report.problems and all("\n" not in problem for problem in report.problems)
+
+    def test_canonical_fast_path_agrees_with_read(self, store: Store, make_store: StoreFactory) -> None:
+        _load(store, sample_records())
+        fresh = make_store()
+        assert list(canonical_stream(fresh)) == [(r.session, canonical(r)) for r in make_store().read()]
 
     def test_concurrent_writers_lose_nothing(self, make_store: StoreFactory) -> None:
         errors: list[BaseException] = []

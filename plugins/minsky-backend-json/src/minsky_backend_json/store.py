@@ -18,7 +18,7 @@ import filelock
 
 from minsky.atomic import atomic_writer, ensure_private_dir, os_error_to_store_error, remove_stale_temps
 from minsky.backend import SessionFilter, VerifyReport
-from minsky.codec import compact_bytes, record_from_dict, record_to_dict
+from minsky.codec import canonical_of_dict, compact_bytes, record_from_dict, record_to_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
@@ -58,6 +58,10 @@ class JsonStore:
 
     def read(self) -> Iterator[SessionRecord]:
         return self._records(self._load())
+
+    def read_canonical(self) -> Iterator[tuple[str, bytes]]:
+        for index, item in enumerate(self._load()["sessions"]):
+            yield canonical_of_dict(item, where=f"{self.path}: sessions[{index}]: ")
 
     def count(self) -> int:
         return len(self._load()["sessions"])

@@ -99,9 +99,9 @@ class PostgresStore:
             row = conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()
             return bool(row and row[0])
 
-    def _select(
+    def _rows(
         self, tail: sql.Composable | None = None, params: Sequence[Any] = (), doing: str = "reading sessions"
-    ) -> Iterator[SessionRecord]:
+    ) -> Iterator[tuple[Any, ...]]:
         with self._tx(doing, snapshot=True) as conn:
             self._check_version(conn)
             columns = self._columns(conn)
@@ -112,8 +112,18 @@ class PostgresStore:
             with conn.cursor(name=f"minsky_read_{id(self)}") as cursor:
                 cursor.itersize = ITERSIZE
                 cursor.execute(sql.Composed([query, sql.SQL(" "), tail or sql.SQL(""), order]), params)
-                for row in cursor:
-                    yield schema.from_row(row, f"{self.location}: session {row[0]!r}: ")
+                yield from cursor
+
+    def _select(
+        self, tail: sql.Composable | None = None, params: Sequence[Any] = (), doing: str = "reading sessions"
+    ) -> Iterator[SessionRecord]:
+        for row in self._rows(tail, params, doing):
+            yield schema.from_row(row, f"{self.location}: session {row[0]!r}: ")
+
+    def read_canonical(self) -> Iterator[tuple[str, bytes]]:
+        """Verification's fast path: canonical forms straight from the record column."""
+        for row in self._rows():
+            yield schema.canonical_from_row(row, f"{self.location}: session {row[0]!r}: ")
 
     def read(self) -> Iterator[SessionRecord]:
         return self._select()

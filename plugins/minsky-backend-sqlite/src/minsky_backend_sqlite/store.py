@@ -202,6 +202,18 @@ class SqliteStore:
                 conn.execute("BEGIN")  # one snapshot for the whole stream
                 yield from self._select(conn, "ORDER BY rowid")
 
+    def read_canonical(self) -> Iterator[tuple[str, bytes]]:
+        """Verification's fast path: canonical forms straight from the record column."""
+        with self._reader() as conn:
+            columns = schema.columns_of(conn) if conn is not None else []
+            if conn is None or not columns:
+                return
+            conn.execute("BEGIN")
+            cursor = conn.execute(f"{schema.select_sql(columns)} ORDER BY rowid")
+            while rows := cursor.fetchmany(1000):
+                for row in rows:
+                    yield schema.canonical_from_row(columns, row, f"{self.path}: session {row[0]!r}: ")
+
     def count(self) -> int:
         with self._reader() as conn:
             if conn is None or not schema.columns_of(conn):
