@@ -225,3 +225,35 @@ def test_a_missing_source_is_an_error_not_an_empty_target(minsky, tmp_path: Path
     result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "t.db"))
     assert result.exit_code == 4 and "does not exist: nothing to migrate" in result.stderr
     assert not (tmp_path / "t.db").exists()
+
+
+def test_prefetch_keeps_order_raises_source_errors_and_stops_early() -> None:
+    from minsky.errors import StoreError
+    from minsky.prefetch import prefetched
+
+    assert list(prefetched(range(10_000), 7)) == list(range(10_000))
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield from range(5)
+        raise StoreError("disk on fire at record 5")
+
+    got = []
+    with pytest.raises(StoreError, match="record 5"):
+        for item in prefetched(failing(), 2):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    closed = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    stream = prefetched(endless(), 10)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    assert closed == [True]

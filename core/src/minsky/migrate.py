@@ -28,6 +28,7 @@ from minsky.backup import write_backup
 from minsky.codec import StoreDigest, canonical, canonical_stream
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
+from minsky.prefetch import prefetched
 
 # "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -206,7 +207,7 @@ def migrate(
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)
 
-    stream = admitted(source.store.read())
+    stream = admitted(prefetched(source.store.read(), batch_size))
     if dry_run:
         report.written = sum(1 for _ in stream)
     else:

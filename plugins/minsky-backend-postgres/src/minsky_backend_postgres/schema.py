@@ -40,6 +40,8 @@ COLUMNS = (
     "pull_request",
     "record",
 )
+# Binary COPY (no text escaping on either side): the staging row is ord + COLUMNS.
+COPY_TYPES = ["int8", "text", "text", "text", "timestamptz", *["text"] * (len(COLUMNS) - 4)]
 COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
 
 CREATE_TABLE = sql.SQL("""

@@ -206,14 +206,15 @@ class PostgresStore:
     @contextlib.contextmanager
     def bulk_writer(self) -> Iterator[_CopyWriter]:
         with self._writer("writing sessions") as conn:
+            # The staging table copies the target's column types (an original table may use
+            # varchar) but no defaults: no sequence is drawn per staged row.
             conn.execute(
-                sql.SQL(
-                    "CREATE TEMPORARY TABLE {s} (ord BIGSERIAL, LIKE {t} INCLUDING DEFAULTS) ON COMMIT DROP"
-                ).format(s=schema.STAGING, t=schema.TABLE)
+                sql.SQL("CREATE TEMPORARY TABLE {s} ON COMMIT DROP AS SELECT {cols} FROM {t} WITH NO DATA").format(
+                    s=schema.STAGING, t=schema.TABLE, cols=schema.COLS
+                )
             )
-            writer = _CopyWriter(conn)
-            yield writer
-            conn.execute(schema.UPSERT_FROM_STAGING)
+            conn.execute(sql.SQL("ALTER TABLE {s} ADD COLUMN ord BIGINT").format(s=schema.STAGING))
+            yield _CopyWriter(conn)
 
     def insert(self, record: SessionRecord) -> None:
         with self._writer("adding a session") as conn:
@@ -245,9 +246,22 @@ class PostgresStore:
 class _CopyWriter:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self.copy_sql = sql.SQL("COPY {s} ({cols}) FROM STDIN").format(s=schema.STAGING, cols=schema.COLS)
+        self.copy_sql = sql.SQL("COPY {s} (ord, {cols}) FROM STDIN (FORMAT BINARY)").format(
+            s=schema.STAGING, cols=schema.COLS
+        )
+        self.ord = 0  # arrival order, so that the table keeps the source's order
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
+        """COPY the batch into staging, then move it into the table with one set-based upsert.
+
+        All inside the bulk writer's transaction: nothing is visible before the commit.
+        Moving each batch (rather than all at the end) lets the server index batch N while
+        minsky reads batch N+1.
+        """
         with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+            copy.set_types(schema.COPY_TYPES)
             for record in batch:
-                copy.write_row(schema.to_row(record))
+                self.ord += 1
+                copy.write_row((self.ord, *schema.to_row(record)))
+        self.conn.execute(schema.UPSERT_FROM_STAGING)
+        self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))

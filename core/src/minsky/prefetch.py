@@ -1,0 +1,69 @@
+"""Reading ahead on a thread, so that a migration reads batch N+1 while the target
+writes batch N (drivers release the GIL while they wait on disk or server)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetched(items: Iterable[T], batch_size: int, depth: int = 2) -> Iterator[T]:
+    """Yield ``items`` in order, produced up to ``depth`` batches ahead on a thread.
+
+    Memory stays bounded (``depth`` batches). Whatever the producer raises is raised
+    here; when the consumer stops early, the producer stops and closes the source.
+    """
+    channel: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        source = iter(items)
+        batch: list[T] = []
+        try:
+            for item in source:
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    if not put(batch):
+                        return
+                    batch = []
+            if batch:
+                put(batch)
+        except BaseException as exc:  # what was read comes first, then the error, raised by the consumer
+            if batch:
+                put(batch)
+            put(_Failure(exc))
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+            put(_DONE)
+
+    thread = threading.Thread(target=produce, name="minsky-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := channel.get()) is not _DONE:
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield from item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
