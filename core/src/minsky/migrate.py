@@ -35,7 +35,7 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 P = ParamSpec("P")
 R = TypeVar("R")
 OnConflict = Literal["fail", "skip", "overwrite"]
-BATCH_SIZE = 2000
+BATCH_SIZE = 1000
 CONFLICT_EXAMPLES = 5
 
 
