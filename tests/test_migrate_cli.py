@@ -183,6 +183,16 @@ def test_moving_a_store_onto_itself_is_refused(minsky, json_store: Path) -> None
     assert result.exit_code == 2 and "same store" in result.stderr
 
 
+def test_the_guides_daily_backup_on_a_json_setup(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`minsky sessiondb migrate to json --backup "$BACKUP_DIR" --from current` (Best Practices)."""
+    before = json_store.read_bytes()
+    report = minsky_json("sessiondb", "migrate", "to", "json", "--backup", str(tmp_path / "daily"), "--from", "current")
+    assert report["sameStore"] is True and report["counts"] == {"read": 5, "written": 0, "skipped": 5, "rejected": 0}
+    backup = json.loads(Path(report["backup"]).read_text("utf-8"))
+    assert backup["minskyBackup"]["count"] == 5
+    assert json_store.read_bytes() == before
+
+
 def test_same_backend_other_location(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     first, second = tmp_path / "a.db", tmp_path / "b.db"
     minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(first))

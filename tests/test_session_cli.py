@@ -158,3 +158,12 @@ def test_token_is_never_printed(minsky, state_dir: Path) -> None:  # type: ignor
         result = minsky(*args)
         assert result.exit_code == 0
         assert "ghp_canarySECRET123" not in result.output
+
+
+def test_control_characters_in_names_are_escaped_in_text_output(minsky, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": [{"session": "evil\x1b[2Jname\x07"}]}))
+    for args in (["session", "list"], ["session", "list", "--detailed"]):
+        out = minsky(*args).stdout
+        assert "\x1b" not in out and "\x07" not in out and "evil\\x1b[2Jname\\x07" in out
+    assert json.loads(minsky("session", "list", "--json").stdout)["sessions"][0]["session"] == "evil\x1b[2Jname\x07"

@@ -122,6 +122,8 @@ def _print_report(report: Report, verb: str) -> None:
         f"  read {report.read} = {written} {report.written} + skipped {report.skipped} "
         f"+ rejected {len(report.rejected)}"
     )
+    if report.same_store:
+        click.echo("  source and target are the same store: backed up, nothing to copy")
     for item in report.rejected[:10]:
         click.echo(f"  rejected {item['session']!r}: {item['reason']}")
     if report.conflicts:
