@@ -267,3 +267,52 @@ def test_prefetch_keeps_order_raises_source_errors_and_stops_early() -> None:
     assert [next(stream) for _ in range(3)] == [0, 1, 2]
     stream.close()
     assert closed == [True]
+
+
+def test_verify_repair_quarantines_and_never_deletes(minsky, minsky_json, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    state_dir.mkdir(parents=True)
+    bad = [{"repoName": "nameless"}, "not an object", {"session": "a", "second": True}]
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": [{"session": "a"}, *bad, {"session": "b"}]}))
+    assert minsky("session", "list").exit_code == 4  # unreadable until repaired
+    report = minsky_json("sessiondb", "verify", "--repair")
+    assert report["ok"] is True and report["checked"] == 2 and len(report["quarantined"]["entries"]) == 3
+    moved = json.loads(Path(report["quarantined"]["file"]).read_text("utf-8"))
+    assert moved["entries"] == bad
+    assert stat.S_IMODE(Path(report["quarantined"]["file"]).stat().st_mode) == 0o600
+    assert [s["session"] for s in minsky_json("session", "list")["sessions"]] == ["a", "b"]
+
+
+def test_verify_repair_on_sqlite(minsky, minsky_json, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    db = tmp_path / "s.db"
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(db))
+    for name in ("x", "y"):
+        assert minsky("session", "start", name, "--repo", "https://h/a/b").exit_code == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE sessions SET record = '{broken' WHERE session = 'x'")
+    conn.close()
+    assert minsky("sessiondb", "check").exit_code == 4
+    report = minsky_json("sessiondb", "verify", "--repair")
+    assert report["ok"] is True and report["quarantined"]["entries"][0].startswith("session 'x'")
+    moved = json.loads(Path(report["quarantined"]["file"]).read_text("utf-8"))
+    assert moved["entries"][0]["record"] == "{broken" and moved["entries"][0]["session"] == "x"
+    assert [s["session"] for s in minsky_json("session", "list")["sessions"]] == ["y"]
+
+
+def test_init_export_import(minsky, minsky_json, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "fresh.db"
+    assert minsky_json("sessiondb", "init", "--backend", "sqlite", "--sqlite-path", str(db))["created"] is True
+    assert (
+        db.exists()
+        and minsky_json("sessiondb", "init", "--backend", "sqlite", "--sqlite-path", str(db))["created"] is False
+    )
+    assert minsky("session", "start", "one", "--repo", "https://h/a/b").exit_code == 0  # on the default JSON store
+    exported = minsky_json("sessiondb", "export", "--output", str(tmp_path / "exp"))
+    assert exported["count"] == 1 and Path(exported["backup"]).parent == tmp_path / "exp"
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(db))
+    imported = minsky_json("sessiondb", "import", str(tmp_path / "exp"))
+    assert imported["counts"]["written"] == 1 and imported["verificationResult"]["ok"] is True
+    assert [s["session"] for s in minsky_json("session", "list")["sessions"]] == ["one"]

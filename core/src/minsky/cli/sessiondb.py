@@ -262,10 +262,20 @@ def restore(
 
 
 @sessiondb.command("check")
+@click.option("--repair", is_flag=True, help="Move what cannot be read into a quarantine file (never deleted).")
 @json_option
-def check(as_json: bool) -> None:
+def check(repair: bool, as_json: bool) -> None:
     """Run the current backend's integrity check and validate every record."""
+    from minsky.paths import state_dir
+
     handle = get_app().store()
+    moved_to: Path | None = None
+    moved: list[str] = []
+    if repair:
+        quarantine = getattr(handle.store, "quarantine_unreadable", None)
+        if not callable(quarantine):
+            raise StoreError(f"the {handle.spec.name} backend cannot repair; nothing was changed")
+        moved_to, moved = quarantine(state_dir() / "quarantine")
     report = handle.store.verify()
     if as_json:
         emit_json(
@@ -275,15 +285,21 @@ def check(as_json: bool) -> None:
                 "ok": report.ok,
                 "checked": report.checked,
                 "problems": list(report.problems),
+                "quarantined": {"file": str(moved_to) if moved_to else None, "entries": moved},
             }
         )
     else:
+        if moved_to is not None:
+            click.echo(f"Moved {len(moved)} unreadable entr{'y' if len(moved) == 1 else 'ies'} to {moved_to}")
         state = "ok" if report.ok else "PROBLEMS FOUND"
         click.echo(f"{handle.spec.name} ({handle.store.location}): {state}, {report.checked} records checked")
         for problem in report.problems:
             click.echo(f"  {problem}")
     if not report.ok:
-        raise StoreError(f"{handle.store.location}: {len(report.problems)} problem(s) found")
+        raise StoreError(
+            f"{handle.store.location}: {len(report.problems)} problem(s) found",
+            hint=None if repair else "`minsky sessiondb verify --repair` moves unreadable records aside",
+        )
 
 
 sessiondb.add_command(check, "verify")
@@ -313,3 +329,80 @@ def test_connection(as_json: bool) -> None:
         click.echo(f"{handle.spec.name} ({handle.store.location}): ok, {count} sessions, {latency_ms:.1f} ms")
         for key, value in details.items():
             click.echo(f"  {key}: {value}")
+
+
+@sessiondb.command("init")
+@click.option("--backend", required=True, help="Backend to create an empty store in.")
+@target_options
+@click.option("--set-default", is_flag=True, help="Make it the configured backend.")
+@json_option
+def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
+    """Create an empty store (or bring an existing one's schema up to date)."""
+    app = get_app()
+    flags, rest = _split_flags(app, backend, _flags(kwargs))
+    if rest:
+        raise UsageError(f"{', '.join(sorted(rest))} does not apply to {backend}")
+    handle = app.store(backend, flags)
+    existed = handle.store.exists()
+    with handle.store.bulk_writer():
+        pass  # no records: creates the store, or applies pending schema migrations
+    if as_json:
+        emit_json({"backend": handle.spec.name, "location": handle.store.location, "created": not existed})
+    else:
+        state = "already existed; schema up to date" if existed else "created"
+        click.echo(f"{handle.spec.name} store at {handle.store.location}: {state}")
+    if set_default:
+        from minsky.cli.set_default import make_default
+
+        make_default(app, handle, quiet=as_json)
+
+
+@sessiondb.command("export")
+@click.option(
+    "--output",
+    "output_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    show_default=True,
+    help="Directory for session-backup-<time>.json.",
+)
+@json_option
+def export(output_dir: Path, as_json: bool) -> None:
+    """Write the configured store to a backup file (the Minsky JSON format plus metadata)."""
+    from minsky.backup import remember_backup, write_backup
+
+    app = get_app()
+    handle = app.store()
+    if not handle.store.exists():
+        raise StoreError(f"the store {handle.store.location} does not exist: nothing to export")
+    path, digest = write_backup(
+        output_dir,
+        handle.store.read(),
+        source_backend=handle.spec.name,
+        source_location=handle.store.location,
+        base_dir=str(app.config.base_dir),
+    )
+    remember_backup(path, digest.count, digest.hexdigest)
+    if as_json:
+        emit_json({"backup": str(path), "count": digest.count, "storeDigest": digest.hexdigest})
+    else:
+        click.echo(f"Exported {digest.count} sessions to {path}")
+
+
+@sessiondb.command("import")
+@click.argument("backup_path", type=click.Path(path_type=Path))
+@click.option("--on-conflict", type=click.Choice(["fail", "skip", "overwrite"]), default="fail", show_default=True)
+@click.option("--dry-run", is_flag=True)
+@json_option
+@click.pass_context
+def import_(ctx: click.Context, backup_path: Path, on_conflict: str, dry_run: bool, as_json: bool) -> None:
+    """Restore a backup (or any Minsky JSON store) into the configured store."""
+    ctx.invoke(
+        restore,
+        backup_path=backup_path,
+        backend=get_app().config.backend,
+        dry_run=dry_run,
+        verify=True,
+        on_conflict=on_conflict,
+        as_json=as_json,
+    )

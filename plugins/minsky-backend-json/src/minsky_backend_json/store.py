@@ -22,6 +22,7 @@ from minsky.codec import canonical_of_dict, compact_bytes, record_from_dict, rec
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
+from minsky.quarantine import write_quarantine
 
 Document = dict[str, Any]
 
@@ -95,6 +96,26 @@ class JsonStore:
                 problems.append(f"sessions[{index}]: duplicate session name {name!r}")
             seen.add(name)
         return VerifyReport(ok=not problems, checked=len(doc["sessions"]), problems=tuple(problems))
+
+    def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
+        """Move entries without a usable name, and repeated names, into a quarantine file."""
+        with self._locked():
+            doc = self._load(strict=False)
+            keep, moved, notes, seen = [], [], [], set()
+            for index, item in enumerate(doc["sessions"]):
+                name = _name(item)
+                if not isinstance(item, dict) or not isinstance(name, str) or not name or name in seen:
+                    moved.append(item)
+                    notes.append(f"sessions[{index}]" + (f" ({name!r}, a repeated name)" if name in seen else ""))
+                    continue
+                seen.add(name)
+                keep.append(item)
+            if not moved:
+                return None, []
+            path = write_quarantine(directory, backend="json", location=str(self.path), entries=moved)
+            doc["sessions"] = keep
+            self._save(doc)
+            return path, notes
 
     # -- writing -------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,6 +23,7 @@ from minsky.backend import SessionFilter, VerifyReport
 from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
+from minsky.quarantine import write_quarantine
 from minsky.redact import redact_text, remember_secret
 from minsky_backend_postgres import schema
 from minsky_backend_postgres.errors import describe_target, translate
@@ -184,6 +186,27 @@ class PostgresStore:
         if checked and not {"idx_sessions_task_id", "idx_sessions_created_at"} <= indexes:
             problems.append("indexes idx_sessions_task_id / idx_sessions_created_at are missing")
         return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
+
+    def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
+        """Move rows whose record cannot be decoded into a quarantine file, then out of the table."""
+        if not self.exists():
+            return None, []
+        with self._writer("repairing sessions") as conn:
+            columns = self._columns(conn)
+            query = schema.SELECT if "record" in columns else schema.LEGACY_SELECT
+            names, entries, notes = [], [], []
+            for row in conn.execute(query).fetchall():
+                try:
+                    schema.from_row(row, "")
+                except (ValueError, MinskyError) as exc:
+                    names.append(row[0])
+                    entries.append(dict(zip(schema.COLUMNS, row, strict=False)))
+                    notes.append(f"session {row[0]!r}: {exc}")
+            if not entries:
+                return None, []
+            path = write_quarantine(directory, backend="postgres", location=self.location, entries=entries)
+            conn.execute("DELETE FROM sessions WHERE session = ANY(%s)", (names,))
+        return path, notes
 
     def describe(self) -> dict[str, Any]:
         started = time.perf_counter()

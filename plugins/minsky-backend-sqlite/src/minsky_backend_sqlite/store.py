@@ -19,6 +19,7 @@ from minsky.backend import SessionFilter, VerifyReport
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
+from minsky.quarantine import write_quarantine
 from minsky_backend_sqlite import schema
 
 _HEADER = b"SQLite format 3\x00"
@@ -272,6 +273,26 @@ class SqliteStore:
                     except (ValueError, StoreError) as exc:
                         problems.append(f"session {row[0]!r}: {exc}")
         return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
+
+    def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
+        """Move rows whose record cannot be decoded into a quarantine file, then out of the table."""
+        if not self.exists():
+            return None, []
+        with self._writer() as conn:
+            columns = schema.columns_of(conn)
+            bad_rowids, entries, notes = [], [], []
+            for rowid, *row in conn.execute(f"SELECT rowid, {', '.join(columns)} FROM sessions"):
+                try:
+                    schema.from_row(columns, tuple(row), "")
+                except (ValueError, StoreError) as exc:
+                    bad_rowids.append(rowid)
+                    entries.append(dict(zip(columns, row, strict=True)))
+                    notes.append(f"session {row[0]!r}: {exc}")
+            if not entries:
+                return None, []
+            path = write_quarantine(directory, backend="sqlite", location=str(self.path), entries=entries)
+            conn.executemany("DELETE FROM sessions WHERE rowid = ?", [(r,) for r in bad_rowids])
+        return path, notes
 
     # -- writing -------------------------------------------------------------
 
