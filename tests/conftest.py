@@ -149,3 +149,27 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     reset()
     yield postgres_server_url
     reset()
+
+
+@pytest.fixture(scope="session")
+def password_server() -> Iterator[tuple[str, int]]:
+    """A PostgreSQL cluster that checks passwords: (host, port); user/password in tests/pgserver.py."""
+    import shutil
+    import tempfile
+
+    from pgserver import password_cluster
+
+    # Not under pytest's tmp root: that is private to root, and the server runs as postgres.
+    workdir = Path(tempfile.mkdtemp(prefix="minsky-pg-password-"))
+    cluster = password_cluster(workdir)
+    try:
+        address = cluster.__enter__()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        detail = getattr(exc, "stderr", b"") or b""
+        _pg_unavailable(f"cannot start a password-checking cluster: {exc} {detail.decode(errors='replace')[-300:]}")
+    try:
+        yield address
+    finally:
+        cluster.__exit__(None, None, None)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -423,3 +423,82 @@ def test_canary_password_absent_from_successful_runs_and_backups(
         conn.execute("DROP TABLE IF EXISTS sessions, minsky_schema_migrations")
         conn.execute("DROP OWNED BY minsky_canary")
         conn.execute("DROP ROLE minsky_canary")
+
+
+def test_wrong_password_is_refused_without_leaking_it(
+    password_server: tuple[str, int], state_dir: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    """A server that checks passwords: the canary is refused and appears nowhere, whichever way it came."""
+    from pgserver import PASSWORD, USER
+
+    host, port = password_server
+    enc = quote(CANARY, safe="")
+    ways = {
+        "uri-userinfo": (f"postgresql://{USER}:{enc}@{host}:{port}/postgres", {}),
+        "uri-query": (f"postgresql://{USER}@{host}:{port}/postgres?password={enc}", {}),
+        "keyword": (f"host={host} port={port} dbname=postgres user={USER} password='{CANARY}'", {}),
+        "pgpassword": (f"postgresql://{USER}@{host}:{port}/postgres", {"PGPASSWORD": CANARY}),
+    }
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": SAMPLE_DICTS}))
+    config = isolated_home / ".config" / "minsky" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[sessiondb]\nconnectionString = "${MINSKY_CANARY_URL}"\n')
+    scenarios = 0
+    for way, (url, env) in [*ways.items(), ("toml-var", (None, {}))]:
+        if way == "toml-var":
+            env = {"MINSKY_CANARY_URL": ways["uri-userinfo"][0]}
+            target: list[str] = []
+            selected = {**env, "MINSKY_SESSIONDB_BACKEND": "postgres"}
+        else:
+            target = ["--connection-string", str(url)]
+            selected = {**env, "MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": str(url)}
+        for args, run_env in (
+            (["sessiondb", "migrate", "to", "postgres", *target, "--json", "--backup", str(tmp_path / "b")], env),
+            (
+                ["--debug", "sessiondb", "migrate", "to", "postgres", *target, "--verify"],
+                {**env, "MINSKY_LOG_LEVEL": "debug"},
+            ),
+            (["sessiondb", "test-connection", "--json"], selected),
+            (["session", "list"], selected),
+        ):
+            done = run_minsky(*args, env=run_env, timeout=60)
+            scenarios += 1
+            assert done.returncode == 5, (way, args, done.stderr)
+            assert "authentication failed" in done.stderr, done.stderr
+            assert not _leaks(done.stdout + done.stderr), (way, args, done.stdout, done.stderr)
+    assert scenarios >= 20
+    for path in [*tmp_path.rglob("*"), *state_dir.rglob("*")]:
+        if path.is_file():
+            assert not _leaks(path.read_text(errors="replace")), path
+    # And the right password works, so the refusals above were about the password.
+    good = f"postgresql://{USER}:{quote(PASSWORD, safe='')}@{host}:{port}/postgres"
+    ok = run_minsky("sessiondb", "migrate", "to", "postgres", "--connection-string", good, "--verify")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_missing_privileges_and_ssl_failures_are_explained(
+    password_server: tuple[str, int], postgres_server_url: str, state_dir: Path
+) -> None:
+    import psycopg
+
+    from pgserver import PASSWORD, USER
+
+    host, port = password_server
+    admin_url = f"postgresql://{USER}:{quote(PASSWORD, safe='')}@{host}:{port}/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS locked_down")
+        conn.execute("CREATE DATABASE locked_down")
+        conn.execute("DROP ROLE IF EXISTS minsky_reader")
+        conn.execute("CREATE ROLE minsky_reader LOGIN PASSWORD 'reader-pw'")
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": SAMPLE_DICTS}))
+    url = f"postgresql://minsky_reader:reader-pw@{host}:{port}/locked_down"
+    done = run_minsky("sessiondb", "migrate", "to", "postgres", "--connection-string", url)
+    assert done.returncode == 4, done.stderr
+    assert "permission denied" in done.stderr and "GRANT" in done.stderr and "reader-pw" not in done.stderr
+    require_ssl = make_conninfo(postgres_server_url, sslmode="require")
+    ssl = run_minsky(
+        "session", "list", env={"MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": require_ssl}
+    )
+    assert ssl.returncode == 5 and "SSL" in ssl.stderr and "Traceback" not in ssl.stderr
