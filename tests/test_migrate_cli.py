@@ -316,3 +316,66 @@ def test_init_export_import(minsky, minsky_json, tmp_path: Path, monkeypatch) ->
     imported = minsky_json("sessiondb", "import", str(tmp_path / "exp"))
     assert imported["counts"]["written"] == 1 and imported["verificationResult"]["ok"] is True
     assert [s["session"] for s in minsky_json("session", "list")["sessions"]] == ["one"]
+
+
+def test_progress_shows_on_a_terminal_only(state_dir: Path, tmp_path: Path) -> None:
+    """Through a pseudo-terminal, as a user sees it: records/s and an ETA on stderr."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from minsky.codec import record_to_dict
+    from minsky.testing.records import generated_records
+
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(
+        json.dumps({"sessions": [record_to_dict(r) for r in generated_records(5000)]})
+    )
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "minsky",
+            "sessiondb",
+            "migrate",
+            "to",
+            "sqlite",
+            "--sqlite-path",
+            str(tmp_path / "tty.db"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    out, _ = proc.communicate(timeout=120)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.returncode == 0
+    assert b"/5,000 records" in seen and b"/s" in seen
+    assert b"records/s" not in out.split(b"\n")[0]  # stdout carries the report, not the progress line
+    piped = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minsky",
+            "sessiondb",
+            "migrate",
+            "to",
+            "sqlite",
+            "--sqlite-path",
+            str(tmp_path / "pipe.db"),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert b"ETA" not in piped.stderr and b"/5,000" not in piped.stderr

@@ -12,7 +12,7 @@ import click
 
 from minsky.cli.app import App, get_app
 from minsky.cli.output import emit_json
-from minsky.errors import RejectedRecordsError, StoreError, UsageError, VerificationError
+from minsky.errors import MinskyError, RejectedRecordsError, StoreError, UsageError, VerificationError
 from minsky.migrate import Endpoint, OnConflict, Report, migrate
 from minsky.stores import StoreHandle
 
@@ -79,14 +79,23 @@ def _open_pair(app: App, to: str, source: str | None, flags: dict[str, Any]) -> 
     return app.store(source_name, source_flags), app.store(to, target_flags)
 
 
-def _progress(enabled: bool) -> Callable[[int], None] | None:
+def _progress(enabled: bool, source: Any) -> Callable[[int], None] | None:
+    """A progress line on stderr (records/s, ETA) when it is a terminal; nothing otherwise."""
     if not enabled or not sys.stderr.isatty():
         return None
+    try:
+        total: int | None = source.count()
+    except MinskyError:
+        total = None
     started = time.perf_counter()
 
     def show(done: int) -> None:
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        click.echo(f"\r  {done:,} records, {rate:,.0f}/s", err=True, nl=False)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        rate = done / elapsed
+        line = f"\r  {done:,}" + (f"/{total:,}" if total else "") + f" records, {rate:,.0f}/s"
+        if total and rate > 0 and done < total:
+            line += f", ETA {int((total - done) / rate)}s"
+        click.echo(line + "   ", err=True, nl=False)
 
     return show
 
@@ -194,7 +203,7 @@ def migrate_to(
         verify=verify or set_default,
         backup_dir=backup_dir,
         base_dir=str(app.config.base_dir),
-        progress=_progress(not as_json),
+        progress=_progress(not as_json, src.store),
     )
     if report.backup:
         from minsky.backup import remember_backup
@@ -256,7 +265,7 @@ def restore(
         on_conflict=on_conflict,
         dry_run=dry_run,
         verify=verify,
-        progress=_progress(not as_json),
+        progress=_progress(not as_json, source),
     )
     _finish(report, as_json, "Restored")
 
