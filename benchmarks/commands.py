@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def main() -> None:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         admin.close()
+        shutil.rmtree(work, ignore_errors=True)
     for key, value in results.items():
         print(f"{key:32} {value}")
     out = HERE / "results"

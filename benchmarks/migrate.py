@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,7 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr)
     finally:
         dbs.close()
+        shutil.rmtree(work, ignore_errors=True)
     header = f"{'direction':18} {'minsky rec/s':>13} {'raw rec/s':>11} {'ratio':>6} {'minsky MB':>10} {'raw MB':>7}"
     print(header + ("  verify +%" if args.verify else ""))
     for r in results:

@@ -379,3 +379,72 @@ def test_progress_shows_on_a_terminal_only(state_dir: Path, tmp_path: Path) -> N
         check=True,
     )
     assert b"ETA" not in piped.stderr and b"/5,000" not in piped.stderr
+
+
+LOSSY_PLUGIN = """
+import attrs
+from minsky import hookimpl
+from minsky.backend import BackendSpec, OptionSpec
+from minsky_backend_json import SPEC as JSON_SPEC
+
+
+class LossyWriter:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def write(self, batch):  # drops fields it does not know, as the original Minsky did
+        self.inner.write([attrs.evolve(r, extra={}) for r in batch])
+
+
+class LossyStore:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def bulk_writer(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def wrap():
+            with self.inner.bulk_writer() as writer:
+                yield LossyWriter(writer)
+        return wrap()
+
+
+@hookimpl
+def register_backends(register):
+    register(BackendSpec(name="lossy", description="drops unknown fields", options=JSON_SPEC.options,
+                         open=lambda options: LossyStore(JSON_SPEC.open(options))))
+"""
+
+
+def test_verification_names_what_a_lossy_backend_lost(state_dir: Path, shared_sample: Path, tmp_path: Path) -> None:
+    from conftest import run_minsky
+
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "minsky_backend_lossy.py").write_text(LOSSY_PLUGIN)
+    dist = plugin_dir / "minsky_backend_lossy-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: minsky-backend-lossy\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[minsky]\nlossy = minsky_backend_lossy\n")
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_bytes(shared_sample.read_bytes())
+    done = run_minsky(
+        "sessiondb",
+        "migrate",
+        "to",
+        "lossy",
+        "-o",
+        f"path={tmp_path / 'lossy.json'}",
+        "--verify",
+        "--json",
+        env={"PYTHONPATH": str(plugin_dir)},
+    )
+    assert done.returncode == 6, done.stderr
+    result = json.loads(done.stdout)["verificationResult"]
+    assert result["ok"] is False and result["missing"] == [] and result["extra"] == []
+    assert result["mismatched"] == ["task-md#150-ünicøde-日本"]  # the record with fields from a newer writer
+    assert "verification failed" in done.stderr and "1 mismatched" in done.stderr

@@ -130,7 +130,8 @@ def canonical_of_dict(data: Any, *, where: str = "") -> tuple[str, bytes]:
 
 def canonical_stream(store: Any) -> Iterator[tuple[str, bytes]]:
     """Every record of a store as (name, canonical form): the store's own fast path
-    (optional ``read_canonical()``) when it has one, else built from ``read()``."""
+    (optional ``read_canonical()``, which may hand back the canonical bytes it stored)
+    when it has one, else built from ``read()``."""
     fast = getattr(store, "read_canonical", None)
     if callable(fast):
         stream: Iterator[tuple[str, bytes]] = fast()

@@ -25,7 +25,7 @@ import attrs
 
 from minsky.backend import ReadableStore, Store
 from minsky.backup import write_backup
-from minsky.codec import StoreDigest, canonical, canonical_stream
+from minsky.codec import StoreDigest, canonical, canonical_stream, record_digest
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 from minsky.prefetch import prefetched
@@ -251,8 +251,10 @@ def verify_target(
     """Re-read the target and compare it with what was written.
 
     A fresh target must equal the written set: one streaming pass comparing
-    store digests, in constant memory. Only when that fails (or the target held
-    records before) are per-record digests compared, to name the differences.
+    store digests, in constant memory, over the canonical forms the target
+    stores (``read_canonical``, when it has it). Only when that fails (or the
+    target held records before) are decoded records compared one by one, to
+    name the differences.
     """
     if not existing:
         target_digest = StoreDigest()
@@ -260,11 +262,13 @@ def verify_target(
             target_digest.add(hashlib.sha256(blob).hexdigest())
         if target_digest.count == written.count and target_digest.hexdigest == written.hexdigest:
             return Verification(ok=True, source_count=written.count, target_count=target_digest.count)
+    # The slow path compares decoded records, not stored bytes: it names real differences.
     expected: dict[str, str] = {}
-    for name, blob in canonical_stream(source.store):
-        if reject_reason(blob) is None and (name not in existing or on_conflict == "overwrite"):
-            expected[name] = hashlib.sha256(blob).hexdigest()
-    found = {name: hashlib.sha256(blob).hexdigest() for name, blob in canonical_stream(target.store)}
+    for record in source.store.read():
+        blob = canonical(record)
+        if reject_reason(blob) is None and (record.session not in existing or on_conflict == "overwrite"):
+            expected[record.session] = hashlib.sha256(blob).hexdigest()
+    found = {record.session: record_digest(record) for record in target.store.read()}
     missing = sorted(name for name in expected if name not in found)
     mismatched = sorted(name for name, digest in expected.items() if name in found and found[name] != digest)
     extra = sorted(name for name in found if name not in expected and name not in existing)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from minsky.codec import canonical, canonical_of_dict, compact_bytes, record_from_dict, record_to_dict
+from minsky.codec import canonical, compact_bytes, record_from_dict, record_to_dict
 from minsky.errors import StoreError
 from minsky.model import SessionRecord
 
@@ -189,12 +189,3 @@ def from_row(row: tuple[Any, ...], where: str) -> SessionRecord:
         if values.get(column) is not None:
             data[key] = json.loads(values[column])
     return record_from_dict(data, where=where)
-
-
-def canonical_from_row(row: tuple[Any, ...], where: str) -> tuple[str, bytes]:
-    """(name, canonical form) of a row, without building the record where the row holds one."""
-    text = row[len(COLUMNS) - 1] if len(row) == len(COLUMNS) else None
-    if text:
-        return canonical_of_dict(json.loads(text), where=where)
-    record = from_row(row, where)
-    return record.session, canonical(record)

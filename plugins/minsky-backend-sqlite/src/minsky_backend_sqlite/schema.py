@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from minsky.codec import canonical, canonical_of_dict, compact_bytes, record_from_dict, record_to_dict
+from minsky.codec import canonical, compact_bytes, record_from_dict, record_to_dict
 from minsky.model import SessionRecord
 
 SCHEMA_VERSION = 1
@@ -136,12 +136,3 @@ def from_row(columns: list[str], row: tuple[Any, ...], where: str) -> SessionRec
         if values.get(key) is not None:
             data[key] = values[key]
     return record_from_dict(data, where=where)
-
-
-def canonical_from_row(columns: list[str], row: tuple[Any, ...], where: str) -> tuple[str, bytes]:
-    """(name, canonical form) of a row, without building the record where the row holds one."""
-    text = row[columns.index("record")] if "record" in columns else None
-    if text:
-        return canonical_of_dict(json.loads(text), where=where)
-    record = from_row(columns, row, where)
-    return record.session, canonical(record)

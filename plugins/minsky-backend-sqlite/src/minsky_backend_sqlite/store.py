@@ -16,6 +16,7 @@ import attrs
 
 from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
 from minsky.backend import SessionFilter, VerifyReport
+from minsky.codec import canonical
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -204,16 +205,25 @@ class SqliteStore:
                 yield from self._select(conn, "ORDER BY rowid")
 
     def read_canonical(self) -> Iterator[tuple[str, bytes]]:
-        """Verification's fast path: canonical forms straight from the record column."""
+        """Verification's fast path: the canonical forms as stored in the record column (minsky
+        writes exactly ``canonical(record)`` there), without decoding them."""
         with self._reader() as conn:
             columns = schema.columns_of(conn) if conn is not None else []
             if conn is None or not columns:
                 return
             conn.execute("BEGIN")
-            cursor = conn.execute(f"{schema.select_sql(columns)} ORDER BY rowid")
+            if "record" not in columns:  # the original's layout: build each record
+                for record in self._select(conn, "ORDER BY rowid"):
+                    yield record.session, canonical(record)
+                return
+            cursor = conn.execute("SELECT session, record FROM sessions ORDER BY rowid")
             while rows := cursor.fetchmany(1000):
-                for row in rows:
-                    yield schema.canonical_from_row(columns, row, f"{self.path}: session {row[0]!r}: ")
+                for name, text in rows:
+                    if text:
+                        yield name, text.encode("utf-8", "surrogatepass")
+                    else:  # a row the original wrote, before the record column existed
+                        record = next(self._select(conn, "WHERE session = ?", (name,)))
+                        yield name, canonical(record)
 
     def count(self) -> int:
         with self._reader() as conn:
