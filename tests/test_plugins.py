@@ -86,3 +86,17 @@ def test_help_and_version_import_no_plugin() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_debug_logging_goes_to_stderr_with_secrets_masked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import run_minsky
+
+    done = run_minsky(
+        "session",
+        "list",
+        "--json",
+        env={"MINSKY_LOG_LEVEL": "debug", "MINSKY_POSTGRES_URL": "postgresql://u:LogCanary9@h/db"},
+    )
+    assert done.returncode == 0
+    assert "minsky: DEBUG" in done.stderr and "plugin json" in done.stderr and "opened the json store" in done.stderr
+    assert "LogCanary9" not in done.stderr and json.loads(done.stdout) == {"sessions": []}

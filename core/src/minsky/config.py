@@ -12,6 +12,7 @@ Environment rule: every known key ``a.bKey.c`` can be set as ``MINSKY_A_B_KEY_C`
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -37,6 +38,7 @@ CORE_KEYS: dict[str, str] = {
 }
 ENV_ALIASES = {"MINSKY_POSTGRES_URL": "sessiondb.connectionString"}
 DEFAULT_BACKEND = "json"
+log = logging.getLogger(__name__)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -168,6 +170,13 @@ def load(
     for var, key in ENV_ALIASES.items():
         if var in environ and env_name(key) not in environ:
             settings[key] = Setting(key, environ[var], f"env {var}")
+    log.debug(
+        "config files: global %s, repo %s; backend %s from %s",
+        global_path,
+        repo_path,
+        settings["sessiondb.backend"].raw,
+        settings["sessiondb.backend"].source,
+    )
     return Config(settings, global_path, repo_path)
 
 

@@ -15,6 +15,7 @@ import functools
 import gc
 import hashlib
 import itertools
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,7 @@ from minsky.prefetch import prefetched
 
 # "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 OnConflict = Literal["fail", "skip", "overwrite"]
@@ -239,6 +241,16 @@ def migrate(
                 writer.write(batch)
                 report.written += len(batch)
     report.source_digest = source_digest.hexdigest
+    log.debug(
+        "%s -> %s: read %d, written %d, skipped %d, rejected %d in %.2fs",
+        source.backend,
+        target.backend,
+        report.read,
+        report.written,
+        report.skipped,
+        len(report.rejected),
+        time.perf_counter() - started,
+    )
     if verify and not dry_run:
         report.verification = verify_target(source, target, written_digest, existing, on_conflict)
     report.seconds = time.perf_counter() - started

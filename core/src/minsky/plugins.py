@@ -10,6 +10,7 @@ unsupported hook API is recorded with the reason and never breaks the others.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import traceback
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from minsky.backend import HOOK_API_VERSION, SUPPORTED_API_VERSIONS, BackendSpec
 from minsky.errors import PluginError
 
 ENTRY_POINT_GROUP = "minsky"
+log = logging.getLogger(__name__)
 
 
 @attrs.define
@@ -86,6 +88,14 @@ class Registry:
                 info.backends.append(spec.name)
         if info.status != "loaded":
             _unregister(self.manager, info.name)
+        log.debug(
+            "plugin %s (%s %s): %s %s",
+            info.name,
+            info.distribution,
+            info.version,
+            info.status,
+            info.error or ", ".join(info.backends),
+        )
         self.plugins.append(info)
 
 

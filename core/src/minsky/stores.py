@@ -3,6 +3,7 @@ options resolved from command line, environment, config and defaults."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ class StoreHandle:
     spec: BackendSpec
     store: Store
     options: Mapping[str, Any]
+
+
+log = logging.getLogger(__name__)
 
 
 def resolve_options(spec: BackendSpec, config: Config, flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -48,4 +52,6 @@ def open_store(
 ) -> StoreHandle:
     spec = registry.backend(backend or config.backend)
     options = resolve_options(spec, config, flags)
-    return StoreHandle(spec, spec.open(options), options)
+    store = spec.open(options)
+    log.debug("opened the %s store at %s", spec.name, store.location)
+    return StoreHandle(spec, store, options)
