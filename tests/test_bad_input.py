@@ -112,3 +112,41 @@ def test_sqlite_with_a_damaged_page(minsky, tmp_path: Path, monkeypatch) -> None
     assert listed.exit_code == StoreError.exit_code and "Traceback" not in listed.output
     assert str(path) in listed.stderr and "malformed" in listed.stderr
     assert path.read_bytes() == content
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A directory nobody may write to: a read-only tmpfs as root (root ignores modes), else mode 0500."""
+    import os
+    import subprocess
+
+    path = tmp_path / "read-only"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o500)
+        yield path
+        path.chmod(0o700)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"running as root and cannot mount a read-only tmpfs: {mounted.stderr.decode().strip()}")
+    yield path
+    subprocess.run(["umount", str(path)], check=False)
+
+
+def test_read_only_target_directory(minsky, state_dir: Path, read_only_dir: Path, shared_sample: Path) -> None:  # type: ignore[no-untyped-def]
+    state_dir.mkdir(parents=True)
+    source = state_dir / "session-db.json"
+    source.write_bytes(shared_sample.read_bytes())
+    for target in (
+        ["sqlite", "--sqlite-path", str(read_only_dir / "s.db")],
+        ["json", "--json-path", str(read_only_dir / "s.json")],
+        ["sqlite", "--sqlite-path", str(read_only_dir / "sub" / "s.db")],
+    ):
+        result = minsky("sessiondb", "migrate", "to", *target, "--backup", str(read_only_dir / "b"))
+        assert result.exit_code == StoreError.exit_code, result.output
+        assert str(read_only_dir) in result.stderr and "Traceback" not in result.output
+        assert "read-only" in result.stderr or "permission denied" in result.stderr
+        assert len([line for line in result.stderr.splitlines() if not line.startswith("minsky: hint")]) == 1
+    assert source.read_bytes() == shared_sample.read_bytes()
+    assert list(read_only_dir.iterdir()) == []

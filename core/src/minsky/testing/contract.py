@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -139,6 +140,23 @@ class StoreContract:
         report = store.verify()
         assert report.ok, report.problems
         assert report.checked == len(sample_records())
+
+    def test_backup_and_restore_round_trip(self, store: Store, make_store: StoreFactory, tmp_path: Path) -> None:
+        from minsky.backup import BackupFile, check_backup, write_backup
+        from minsky.migrate import Endpoint, migrate
+
+        records = sample_records()
+        _load(store, records)
+        path, digest = write_backup(
+            tmp_path / "backups", store.read(), source_backend="under-test", source_location=store.location, base_dir=""
+        )
+        for record in records:
+            assert store.delete(record.session)
+        assert make_store().count() == 0
+        assert check_backup(path, BackupFile(path).read()).digest == digest.hexdigest
+        report = migrate(Endpoint("backup", BackupFile(path)), Endpoint("under-test", make_store()), verify=True)
+        assert report.written == len(records) and report.verification is not None and report.verification.ok
+        assert {r.session: canonical(r) for r in make_store().read()} == {r.session: canonical(r) for r in records}
 
     def test_verify_reports_a_corrupted_record(self, store: Store, make_store: StoreFactory) -> None:
         _load(store, sample_records())
