@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from minsky.codec import canonical, compact_bytes, record_from_dict, record_to_dict
+from minsky import original
+from minsky.codec import canonical, record_from_dict
 from minsky.errors import StoreError
 from minsky.model import SessionRecord
 
@@ -24,22 +25,7 @@ MIGRATIONS = sql.Identifier("minsky_schema_migrations")
 STAGING = sql.Identifier("minsky_staging")
 LOCK_KEY = 0x6D696E736B79  # "minsky": the advisory lock for schema changes
 
-COLUMNS = (
-    "session",
-    "repo_name",
-    "repo_url",
-    "created_at",
-    "task_id",
-    "branch",
-    "pr_branch",
-    "pr_approved",
-    "pr_state",
-    "backend_type",
-    "github",
-    "remote",
-    "pull_request",
-    "record",
-)
+COLUMNS = ("session", *original.COLUMNS, "record")
 # Binary COPY (no text escaping on either side): the staging row is ord + COLUMNS.
 COPY_TYPES = ["int8", "text", "text", "text", "timestamptz", *["text"] * (len(COLUMNS) - 4)]
 COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
@@ -91,21 +77,6 @@ LEGACY_SELECT = sql.SQL("SELECT {cols} FROM {t}").format(
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_JSON_COLUMNS = {
-    "pr_approved": "prApproved",
-    "pr_state": "prState",
-    "github": "github",
-    "remote": "remote",
-    "pull_request": "pullRequest",
-}
-_TEXT_COLUMNS = {
-    "repo_name": "repoName",
-    "repo_url": "repoUrl",
-    "task_id": "taskId",
-    "branch": "branch",
-    "pr_branch": "prBranch",
-    "backend_type": "backendType",
-}
 
 
 def migrate(conn: psycopg.Connection[Any]) -> None:
@@ -134,14 +105,6 @@ def refuse_newer(version: int) -> None:
         )
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else compact_bytes(value).decode("utf-8", "surrogatepass")
-
-
 def _timestamp(value: Any) -> datetime:
     """created_at for the original's TIMESTAMPTZ column; the exact string lives in ``record``."""
     if isinstance(value, str):
@@ -154,23 +117,9 @@ def _timestamp(value: Any) -> datetime:
 
 
 def to_row(record: SessionRecord) -> tuple[Any, ...]:
-    data = record_to_dict(record)
-    return (
-        record.session,
-        _text(data.get("repoName")) or "",
-        _text(data.get("repoUrl")) or "",
-        _timestamp(data.get("createdAt")),
-        _text(data.get("taskId")),
-        _text(data.get("branch")),
-        _text(data.get("prBranch")),
-        _json(data.get("prApproved")),
-        _json(data.get("prState")),
-        _text(data.get("backendType")),
-        _json(data.get("github")),
-        _json(data.get("remote")),
-        _json(data.get("pullRequest")),
-        canonical(record).decode("utf-8", "surrogatepass"),
-    )
+    values = original.project(record)
+    values["created_at"] = _timestamp(values["created_at"])
+    return (record.session, *(values[c] for c in original.COLUMNS), canonical(record).decode("utf-8", "surrogatepass"))
 
 
 def from_row(row: tuple[Any, ...], where: str) -> SessionRecord:
@@ -178,14 +127,7 @@ def from_row(row: tuple[Any, ...], where: str) -> SessionRecord:
     if values.get("record"):
         return record_from_dict(json.loads(values["record"]), where=where)
     # A row written by the original Minsky: rebuild what its columns hold.
-    data: dict[str, Any] = {"session": values["session"]}
-    for column, key in _TEXT_COLUMNS.items():
-        if values.get(column) is not None:
-            data[key] = values[column]
     created = values.get("created_at")
     if isinstance(created, datetime):
-        data["createdAt"] = created.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    for column, key in _JSON_COLUMNS.items():
-        if values.get(column) is not None:
-            data[key] = json.loads(values[column])
-    return record_from_dict(data, where=where)
+        values["created_at"] = created.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return record_from_dict(original.rebuild(values["session"], values), where=where)

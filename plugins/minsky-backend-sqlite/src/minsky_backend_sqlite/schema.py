@@ -13,27 +13,13 @@ import json
 import sqlite3
 from typing import Any
 
-from minsky.codec import canonical, compact_bytes, record_from_dict, record_to_dict
+from minsky import original
+from minsky.codec import canonical, record_from_dict
 from minsky.model import SessionRecord
 
 SCHEMA_VERSION = 1
 
-COLUMNS = (
-    "session",
-    "repo_name",
-    "repo_url",
-    "created_at",
-    "task_id",
-    "branch",
-    "pr_branch",
-    "pr_approved",
-    "pr_state",
-    "backend_type",
-    "github",
-    "remote",
-    "pull_request",
-    "record",
-)
+COLUMNS = ("session", *original.COLUMNS, "record")
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -58,23 +44,7 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_sessions_created_at ON sessions(created_at)",
 )
 
-# Columns of the original's two layouts, mapped to record keys.
-_SNAKE_TEXT = {
-    "repo_name": "repoName",
-    "repo_url": "repoUrl",
-    "created_at": "createdAt",
-    "task_id": "taskId",
-    "branch": "branch",
-    "pr_branch": "prBranch",
-    "backend_type": "backendType",
-}
-_SNAKE_JSON = {
-    "pr_approved": "prApproved",
-    "pr_state": "prState",
-    "github": "github",
-    "remote": "remote",
-    "pull_request": "pullRequest",
-}
+# The original's early layout kept these keys in camelCase columns.
 _CAMEL_TEXT = ("repoName", "repoUrl", "createdAt", "taskId", "branch", "repoPath")
 
 UPSERT = (
@@ -88,32 +58,9 @@ def columns_of(conn: sqlite3.Connection) -> list[str]:
     return [row[1] for row in conn.execute("PRAGMA table_info(sessions)")]
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else compact_bytes(value).decode("utf-8", "surrogatepass")
-
-
 def to_row(record: SessionRecord) -> tuple[Any, ...]:
-    data = record_to_dict(record)
-    return (
-        record.session,
-        _text(data.get("repoName")) or "",
-        _text(data.get("repoUrl")) or "",
-        _text(data.get("createdAt")) or "",
-        _text(data.get("taskId")),
-        _text(data.get("branch")),
-        _text(data.get("prBranch")),
-        _json(data.get("prApproved")),
-        _json(data.get("prState")),
-        _text(data.get("backendType")),
-        _json(data.get("github")),
-        _json(data.get("remote")),
-        _json(data.get("pullRequest")),
-        canonical(record).decode("utf-8", "surrogatepass"),
-    )
+    values = original.project(record)
+    return (record.session, *(values[c] for c in original.COLUMNS), canonical(record).decode("utf-8", "surrogatepass"))
 
 
 def select_sql(columns: list[str]) -> str:
@@ -125,14 +72,8 @@ def from_row(columns: list[str], row: tuple[Any, ...], where: str) -> SessionRec
     values = dict(zip(columns, row, strict=True))
     if values.get("record"):
         return record_from_dict(json.loads(values["record"]), where=where)
-    data: dict[str, Any] = {"session": values["session"]}
-    for column, key in _SNAKE_TEXT.items():
-        if values.get(column) is not None:
-            data[key] = values[column]
-    for column, key in _SNAKE_JSON.items():
-        if values.get(column) is not None:
-            data[key] = json.loads(values[column])
-    for key in _CAMEL_TEXT:
+    data = original.rebuild(values["session"], values)
+    for key in _CAMEL_TEXT:  # the original's early camelCase layout
         if values.get(key) is not None:
             data[key] = values[key]
     return record_from_dict(data, where=where)
