@@ -117,26 +117,26 @@ def record_from_dict(data: Any, *, where: str = "") -> SessionRecord:
     return record
 
 
-def canonical_of_dict(data: Any, *, where: str = "") -> tuple[str, bytes]:
-    """(name, canonical form) of a decoded record, exactly as ``canonical(record_from_dict(data))``
+def canonical_of_dict(data: Any, *, where: str = "") -> bytes:
+    """The canonical form of a decoded record, exactly as ``canonical(record_from_dict(data))``
     would give, without building the record: what verification needs, at half the cost."""
     if not isinstance(data, dict):
         raise RecordError(f"{where}a session record must be a JSON object, got {type(data).__name__}")
     name = data.get("session")
     if not isinstance(name, str) or not name:
         raise RecordError(f"{where}record has no 'session' name (the key every store needs)")
-    return name, canonical_bytes(data)
+    return canonical_bytes(data)
 
 
-def canonical_stream(store: Any) -> Iterator[tuple[str, bytes]]:
-    """Every record of a store as (name, canonical form): the store's own fast path
-    (optional ``read_canonical()``, which may hand back the canonical bytes it stored)
-    when it has one, else built from ``read()``."""
+def canonical_stream(store: Any) -> Iterator[bytes]:
+    """The canonical form of every record of a store: the store's own fast path (optional
+    ``read_canonical()``, which may hand back the canonical bytes it stored) when it has
+    one, else built from ``read()``."""
     fast = getattr(store, "read_canonical", None)
     if callable(fast):
-        stream: Iterator[tuple[str, bytes]] = fast()
+        stream: Iterator[bytes] = fast()
         return stream
-    return ((record.session, canonical(record)) for record in store.read())
+    return (canonical(record) for record in store.read())
 
 
 def record_to_dict(record: SessionRecord) -> dict[str, Any]:

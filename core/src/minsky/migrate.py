@@ -270,7 +270,7 @@ def verify_target(
     """
     if not existing:
         target_digest = StoreDigest()
-        for _, blob in canonical_stream(target.store):
+        for blob in canonical_stream(target.store):
             target_digest.add(hashlib.sha256(blob).hexdigest())
         if target_digest.count == written.count and target_digest.hexdigest == written.hexdigest:
             return Verification(ok=True, source_count=written.count, target_count=target_digest.count)

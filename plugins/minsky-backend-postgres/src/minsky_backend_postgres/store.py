@@ -123,7 +123,7 @@ class PostgresStore:
         for row in self._rows(tail, params, doing):
             yield schema.from_row(row, f"{self.location}: session {row[0]!r}: ")
 
-    def read_canonical(self) -> Iterator[tuple[str, bytes]]:
+    def read_canonical(self) -> Iterator[bytes]:
         """Verification's fast path: the canonical forms as stored in the record column (minsky
         writes exactly ``canonical(record)`` there), fetched alone and not decoded."""
         with self._tx("reading sessions", snapshot=True) as conn:
@@ -141,17 +141,17 @@ class PostgresStore:
                     pending: list[str] = []
                     for name, text in cursor:
                         if text:
-                            yield name, text.encode("utf-8", "surrogatepass")
+                            yield text.encode("utf-8", "surrogatepass")
                         else:
                             pending.append(name)  # rows the original wrote: decoded below
         if legacy:
             for record in self.read():
-                yield record.session, canonical(record)
+                yield canonical(record)
             return
         for name in pending:
             found = self.get(name)
             if found is not None:
-                yield name, canonical(found)
+                yield canonical(found)
 
     def read(self) -> Iterator[SessionRecord]:
         return self._select()

@@ -204,7 +204,7 @@ class SqliteStore:
                 conn.execute("BEGIN")  # one snapshot for the whole stream
                 yield from self._select(conn, "ORDER BY rowid")
 
-    def read_canonical(self) -> Iterator[tuple[str, bytes]]:
+    def read_canonical(self) -> Iterator[bytes]:
         """Verification's fast path: the canonical forms as stored in the record column (minsky
         writes exactly ``canonical(record)`` there), without decoding them."""
         with self._reader() as conn:
@@ -214,16 +214,15 @@ class SqliteStore:
             conn.execute("BEGIN")
             if "record" not in columns:  # the original's layout: build each record
                 for record in self._select(conn, "ORDER BY rowid"):
-                    yield record.session, canonical(record)
+                    yield canonical(record)
                 return
             cursor = conn.execute("SELECT session, record FROM sessions ORDER BY rowid")
             while rows := cursor.fetchmany(1000):
                 for name, text in rows:
                     if text:
-                        yield name, text.encode("utf-8", "surrogatepass")
+                        yield text.encode("utf-8", "surrogatepass")
                     else:  # a row the original wrote, before the record column existed
-                        record = next(self._select(conn, "WHERE session = ?", (name,)))
-                        yield name, canonical(record)
+                        yield canonical(next(self._select(conn, "WHERE session = ?", (name,))))
 
     def count(self) -> int:
         with self._reader() as conn:
