@@ -1,153 +1,21 @@
-"""``minsky sessiondb …``: status, migrate, restore, check, test-connection."""
+"""``minsky sessiondb …``: migrate, restore, check and repair, test-connection, init, export, import."""
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from minsky.cli.app import App, get_app
+from minsky.cli.app import get_app
 from minsky.cli.output import emit_json
-from minsky.errors import MinskyError, RejectedRecordsError, StoreError, UsageError, VerificationError
-from minsky.migrate import Endpoint, OnConflict, Report, migrate
-from minsky.stores import StoreHandle
+from minsky.cli.report import finish, progress_line
+from minsky.cli.store_flags import flags_from, open_pair, split_flags, target_options
+from minsky.errors import StoreError, UsageError
+from minsky.migrate import Endpoint, OnConflict, migrate
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-
-
-def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The location flags of the built-in backends, and -o for any backend's option."""
-    options = [
-        click.option("--sqlite-path", type=click.Path(dir_okay=False), help="SQLite database file."),
-        click.option("--connection-string", help="PostgreSQL connection string (URI or key=value)."),
-        click.option("--json-path", type=click.Path(dir_okay=False), help="JSON store file."),
-        click.option(
-            "-o",
-            "--option",
-            "extra_options",
-            multiple=True,
-            metavar="NAME=VALUE",
-            help="Any backend option, by the name `minsky plugins list` shows.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _flags(kwargs: dict[str, Any]) -> dict[str, Any]:
-    flags = {
-        "--sqlite-path": kwargs.pop("sqlite_path", None),
-        "--connection-string": kwargs.pop("connection_string", None),
-        "--json-path": kwargs.pop("json_path", None),
-    }
-    for item in kwargs.pop("extra_options", ()):
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"-o {item!r}: expected NAME=VALUE")
-        flags[name] = value
-    return {key: value for key, value in flags.items() if value is not None}
-
-
-def _split_flags(
-    app: App, backend: str, flags: dict[str, Any], *, bare: bool = True
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Flags as option values for ``backend``, and the flags it does not take.
-
-    ``-o BACKEND.NAME=V`` names the backend; a bare ``-o NAME=V`` goes to the target.
-    """
-    spec = app.registry.backend(backend)
-    mine: dict[str, Any] = {}
-    rest = dict(flags)
-    for opt in spec.options:
-        for key in (opt.cli_flag, f"{backend}.{opt.name}", opt.name if bare else None):
-            if key and key in rest:
-                mine[opt.name] = rest.pop(key)
-    return mine, rest
-
-
-def _open_pair(app: App, to: str, source: str | None, flags: dict[str, Any]) -> tuple[StoreHandle, StoreHandle]:
-    source_name = app.config.backend if source in (None, "current") else str(source)
-    target_flags, rest = _split_flags(app, to, flags)
-    source_flags, rest = _split_flags(app, source_name, rest, bare=False)
-    if rest:
-        raise UsageError(f"{', '.join(sorted(rest))} does not apply to {to} or {source_name}")
-    return app.store(source_name, source_flags), app.store(to, target_flags)
-
-
-def _progress(enabled: bool, source: Any) -> Callable[[int], None] | None:
-    """A progress line on stderr (records/s, ETA) when it is a terminal; nothing otherwise."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    try:
-        total: int | None = source.count()
-    except MinskyError:
-        total = None
-    started = time.perf_counter()
-
-    def show(done: int) -> None:
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        rate = done / elapsed
-        line = f"\r  {done:,}" + (f"/{total:,}" if total else "") + f" records, {rate:,.0f}/s"
-        if total and rate > 0 and done < total:
-            line += f", ETA {int((total - done) / rate)}s"
-        click.echo(line + "   ", err=True, nl=False)
-
-    return show
-
-
-def _finish(report: Report, as_json: bool, verb: str) -> None:
-    if as_json:
-        emit_json(report.to_json())
-    else:
-        _print_report(report, verb)
-    if report.verification is not None and not report.verification.ok:
-        raise VerificationError(
-            f"verification failed: {len(report.verification.missing)} missing, "
-            f"{len(report.verification.extra)} extra, {len(report.verification.mismatched)} mismatched "
-            f"in {report.target.location}"
-        )
-    if report.rejected:
-        first = report.rejected[0]
-        raise RejectedRecordsError(
-            f"{len(report.rejected)} record(s) rejected, e.g. {first['session']!r}: {first['reason']}"
-        )
-
-
-def _print_report(report: Report, verb: str) -> None:
-    if sys.stderr.isatty():
-        click.echo("", err=True)
-    head = "Dry run, nothing changed:" if report.dry_run else verb
-    click.echo(
-        f"{head} {report.source.backend} ({report.source.location}) → "
-        f"{report.target.backend} ({report.target.location})"
-    )
-    written = "would write" if report.dry_run else "written"
-    click.echo(
-        f"  read {report.read} = {written} {report.written} + skipped {report.skipped} "
-        f"+ rejected {len(report.rejected)}"
-    )
-    if report.same_store:
-        click.echo("  source and target are the same store: backed up, nothing to copy")
-    for item in report.rejected[:10]:
-        click.echo(f"  rejected {item['session']!r}: {item['reason']}")
-    if report.conflicts:
-        click.echo(f"  {report.conflicts} already in the target, e.g. {', '.join(report.conflict_examples)}")
-    if report.backup:
-        click.echo(f"  backup: {report.backup}")
-    if report.verification is not None:
-        v = report.verification
-        state = "ok" if v.ok else "FAILED"
-        click.echo(f"  verification: {state} ({v.source_count} expected, {v.target_count} in target)")
-        for label, names in (("missing", v.missing), ("extra", v.extra), ("mismatched", v.mismatched)):
-            if names:
-                click.echo(f"    {label}: {', '.join(names[:10])}" + (" …" if len(names) > 10 else ""))
-    if report.seconds and not report.dry_run:
-        click.echo(f"  {report.read / report.seconds:,.0f} records/s")
 
 
 @click.group()
@@ -194,7 +62,7 @@ def migrate_to(
 ) -> None:
     """Copy every session from the current (or --from) backend into BACKEND."""
     app = get_app()
-    src, dst = _open_pair(app, backend, source, _flags(kwargs))
+    src, dst = open_pair(app, backend, source, flags_from(kwargs))
     report = migrate(
         Endpoint(src.spec.name, src.store),
         Endpoint(dst.spec.name, dst.store),
@@ -203,13 +71,13 @@ def migrate_to(
         verify=verify or set_default,
         backup_dir=backup_dir,
         base_dir=str(app.config.base_dir),
-        progress=_progress(not as_json, src.store),
+        progress=progress_line(not as_json, src.store),
     )
     if report.backup:
         from minsky.backup import remember_backup
 
         remember_backup(report.backup, report.read, report.source_digest)
-    _finish(report, as_json, "Migrated")
+    finish(report, as_json, "Migrated")
     if set_default and not dry_run:
         from minsky.cli.set_default import make_default
 
@@ -255,7 +123,7 @@ def restore(
     path = resolve_backup(backup_path)
     source = BackupFile(path)
     check_backup(path, source.read())
-    target_flags, rest = _split_flags(app, backend, _flags(kwargs))
+    target_flags, rest = split_flags(app, backend, flags_from(kwargs))
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {backend}")
     dst = app.store(backend, target_flags)
@@ -265,9 +133,9 @@ def restore(
         on_conflict=on_conflict,
         dry_run=dry_run,
         verify=verify,
-        progress=_progress(not as_json, source),
+        progress=progress_line(not as_json, source),
     )
-    _finish(report, as_json, "Restored")
+    finish(report, as_json, "Restored")
 
 
 @sessiondb.command("check")
@@ -348,7 +216,7 @@ def test_connection(as_json: bool) -> None:
 def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
     """Create an empty store (or bring an existing one's schema up to date)."""
     app = get_app()
-    flags, rest = _split_flags(app, backend, _flags(kwargs))
+    flags, rest = split_flags(app, backend, flags_from(kwargs))
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {backend}")
     handle = app.store(backend, flags)

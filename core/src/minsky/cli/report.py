@@ -1,0 +1,86 @@
+"""How a migration or restore reports: a progress line on a terminal, the summary
+(text or one JSON object), and the exit code its outcome deserves."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from minsky.cli.output import emit_json
+from minsky.errors import MinskyError, RejectedRecordsError, VerificationError
+from minsky.migrate import Report
+
+
+def progress_line(enabled: bool, source: Any) -> Callable[[int], None] | None:
+    """A progress line on stderr (records/s, ETA) when it is a terminal; nothing otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    try:
+        total: int | None = source.count()
+    except MinskyError:
+        total = None
+    started = time.perf_counter()
+
+    def show(done: int) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        rate = done / elapsed
+        line = f"\r  {done:,}" + (f"/{total:,}" if total else "") + f" records, {rate:,.0f}/s"
+        if total and rate > 0 and done < total:
+            line += f", ETA {int((total - done) / rate)}s"
+        click.echo(line + "   ", err=True, nl=False)
+
+    return show
+
+
+def finish(report: Report, as_json: bool, verb: str) -> None:
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        print_report(report, verb)
+    if report.verification is not None and not report.verification.ok:
+        raise VerificationError(
+            f"verification failed: {len(report.verification.missing)} missing, "
+            f"{len(report.verification.extra)} extra, {len(report.verification.mismatched)} mismatched "
+            f"in {report.target.location}"
+        )
+    if report.rejected:
+        first = report.rejected[0]
+        raise RejectedRecordsError(
+            f"{len(report.rejected)} record(s) rejected, e.g. {first['session']!r}: {first['reason']}"
+        )
+
+
+def print_report(report: Report, verb: str) -> None:
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    head = "Dry run, nothing changed:" if report.dry_run else verb
+    click.echo(
+        f"{head} {report.source.backend} ({report.source.location}) → "
+        f"{report.target.backend} ({report.target.location})"
+    )
+    written = "would write" if report.dry_run else "written"
+    click.echo(
+        f"  read {report.read} = {written} {report.written} + skipped {report.skipped} "
+        f"+ rejected {len(report.rejected)}"
+    )
+    if report.same_store:
+        click.echo("  source and target are the same store: backed up, nothing to copy")
+    for item in report.rejected[:10]:
+        click.echo(f"  rejected {item['session']!r}: {item['reason']}")
+    if report.conflicts:
+        click.echo(f"  {report.conflicts} already in the target, e.g. {', '.join(report.conflict_examples)}")
+    if report.backup:
+        click.echo(f"  backup: {report.backup}")
+    if report.verification is not None:
+        v = report.verification
+        state = "ok" if v.ok else "FAILED"
+        click.echo(f"  verification: {state} ({v.source_count} expected, {v.target_count} in target)")
+        for label, names in (("missing", v.missing), ("extra", v.extra), ("mismatched", v.mismatched)):
+            if names:
+                click.echo(f"    {label}: {', '.join(names[:10])}" + (" …" if len(names) > 10 else ""))
+    if report.seconds and not report.dry_run:
+        click.echo(f"  {report.read / report.seconds:,.0f} records/s")

@@ -1,0 +1,73 @@
+"""Location flags shared by the commands that name a store: --sqlite-path,
+--connection-string, --json-path, and -o for any option a backend declares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from minsky.cli.app import App
+from minsky.errors import UsageError
+from minsky.stores import StoreHandle
+
+
+def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The location flags of the built-in backends, and -o for any backend's option."""
+    options = [
+        click.option("--sqlite-path", type=click.Path(dir_okay=False), help="SQLite database file."),
+        click.option("--connection-string", help="PostgreSQL connection string (URI or key=value)."),
+        click.option("--json-path", type=click.Path(dir_okay=False), help="JSON store file."),
+        click.option(
+            "-o",
+            "--option",
+            "extra_options",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Any backend option, by the name `minsky plugins list` shows.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def flags_from(kwargs: dict[str, Any]) -> dict[str, Any]:
+    flags = {
+        "--sqlite-path": kwargs.pop("sqlite_path", None),
+        "--connection-string": kwargs.pop("connection_string", None),
+        "--json-path": kwargs.pop("json_path", None),
+    }
+    for item in kwargs.pop("extra_options", ()):
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"-o {item!r}: expected NAME=VALUE")
+        flags[name] = value
+    return {key: value for key, value in flags.items() if value is not None}
+
+
+def split_flags(
+    app: App, backend: str, flags: dict[str, Any], *, bare: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flags as option values for ``backend``, and the flags it does not take.
+
+    ``-o BACKEND.NAME=V`` names the backend; a bare ``-o NAME=V`` goes to the target.
+    """
+    spec = app.registry.backend(backend)
+    mine: dict[str, Any] = {}
+    rest = dict(flags)
+    for opt in spec.options:
+        for key in (opt.cli_flag, f"{backend}.{opt.name}", opt.name if bare else None):
+            if key and key in rest:
+                mine[opt.name] = rest.pop(key)
+    return mine, rest
+
+
+def open_pair(app: App, to: str, source: str | None, flags: dict[str, Any]) -> tuple[StoreHandle, StoreHandle]:
+    source_name = app.config.backend if source in (None, "current") else str(source)
+    target_flags, rest = split_flags(app, to, flags)
+    source_flags, rest = split_flags(app, source_name, rest, bare=False)
+    if rest:
+        raise UsageError(f"{', '.join(sorted(rest))} does not apply to {to} or {source_name}")
+    return app.store(source_name, source_flags), app.store(to, target_flags)
