@@ -18,6 +18,14 @@ def test_plugins_list_shows_installed_backends(minsky_json) -> None:  # type: ig
     assert plugins["json"]["distribution"] == "minsky-backend-json"
     assert plugins["sqlite"]["backends"] == ["sqlite"]
     assert plugins["json"]["hooks"] == ["register_backends"]
+    options = minsky_json("plugins", "list")["backends"]["sqlite"]["options"]
+    assert {
+        "name": "path",
+        "help": "path of the SQLite database",
+        "configKey": "sessiondb.dbPath",
+        "cliFlag": "--sqlite-path",
+        "secret": False,
+    } in options
 
 
 class RaisingPlugin:

@@ -20,6 +20,23 @@ def list_plugins(as_json: bool) -> None:
 
     reg = registry()
     if as_json:
+        backends = {
+            name: {
+                "description": spec.description,
+                "apiVersion": spec.api_version,
+                "options": [
+                    {
+                        "name": o.name,
+                        "help": o.help,
+                        "configKey": o.config_key,
+                        "cliFlag": o.cli_flag,
+                        "secret": o.secret,
+                    }
+                    for o in spec.options
+                ],
+            }
+            for name, spec in sorted(reg.backends.items())
+        }
         emit_json(
             {
                 "plugins": [
@@ -33,7 +50,8 @@ def list_plugins(as_json: bool) -> None:
                         "hooks": p.hooks,
                     }
                     for p in reg.plugins
-                ]
+                ],
+                "backends": backends,
             }
         )
         return

@@ -25,7 +25,7 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "extra_options",
             multiple=True,
             metavar="NAME=VALUE",
-            help="Any backend option, by the name `minsky plugins list` shows.",
+            help="A backend option: NAME=VALUE for the target, BACKEND.NAME=VALUE for either side (`minsky plugins list --json` shows each backend's options).",
         ),
     ]
     for option in reversed(options):
