@@ -25,7 +25,8 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "extra_options",
             multiple=True,
             metavar="NAME=VALUE",
-            help="A backend option: NAME=VALUE for the target, BACKEND.NAME=VALUE for either side (`minsky plugins list --json` shows each backend's options).",
+            help="A backend option: NAME=VALUE for the target, BACKEND.NAME=VALUE for either side "
+            "(`minsky plugins list --json` shows each backend's options).",
         ),
     ]
     for option in reversed(options):
