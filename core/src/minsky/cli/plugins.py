@@ -59,8 +59,8 @@ def list_plugins(as_json: bool) -> None:
         click.echo("No plugins installed.")
     for p in reg.plugins:
         dist = f"{p.distribution} {p.version}" if p.distribution else "(registered directly)"
-        backends = ", ".join(p.backends) or "-"
-        line = f"{p.name}\t{dist}\tbackends: {backends}\t{p.status}"
+        provided = ", ".join(p.backends) or "-"
+        line = f"{p.name}\t{dist}\tbackends: {provided}\t{p.status}"
         if p.error:
             line += f": {p.error}"
         click.echo(line)
