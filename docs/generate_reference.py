@@ -1,7 +1,7 @@
 """Write docs/hook-reference.md from the docstrings of the hook API.
 
-Run ``python docs/generate_reference.py`` after changing ``minsky.hookspecs`` or
-``minsky.backend``; a test fails while the page and the code disagree.
+Run ``python docs/generate_reference.py`` after changing ``minsky.hookspecs``,
+``minsky.operations`` or ``minsky.backend``; a test fails while the page and the code disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from minsky import backend, hookspecs
+from minsky import backend, hookspecs, operations
 
 PAGE = Path(__file__).with_name("hook-reference.md")
 
@@ -30,10 +30,16 @@ def render() -> str:
         "## Hooks (`minsky.hookspecs`)",
         "",
     ]
-    for name, func in inspect.getmembers(hookspecs, inspect.isfunction):
-        if hasattr(func, "minsky_spec"):
-            out += [f"### `{name}{inspect.signature(func)}`", "", _doc(func), ""]
-    for cls in (backend.BackendSpec, backend.OptionSpec, backend.SessionFilter, backend.VerifyReport):
+    for name, func in vars(hookspecs).items():  # in the order they are defined
+        if inspect.isfunction(func) and hasattr(func, "minsky_spec"):
+            kind = (
+                "firstresult: the first non-None answer wins"
+                if func.minsky_spec["firstresult"]
+                else "every implementation is called; core collects the answers"
+            )
+            out += [f"### `{name}{inspect.signature(func)}`", "", f"*{kind}*", "", _doc(func), ""]
+    classes = (backend.BackendSpec, backend.OptionSpec, backend.SessionFilter, backend.VerifyReport)
+    for cls in (*classes, operations.WriteBatch, operations.Written, operations.BackupResult):
         fields = ", ".join(f"`{f.name}`" for f in cls.__attrs_attrs__)  # type: ignore[attr-defined]
         out += [f"## `{cls.__name__}`", "", _doc(cls), "", f"Fields: {fields}.", ""]
     for proto in (backend.ReadableStore, backend.Store, backend.BulkWriter):

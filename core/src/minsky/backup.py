@@ -42,11 +42,13 @@ def write_backup(
     source_location: str,
     base_dir: str,
     now: datetime | None = None,
+    path: Path | None = None,
 ) -> tuple[Path, StoreDigest]:
-    """Stream ``records`` into a new backup file in ``directory``; return its path and digest."""
+    """Stream ``records`` into a new backup file in ``directory`` (named for ``now``, or
+    ``path``); return its path and digest."""
     moment = now or datetime.now(UTC)
     ensure_private_dir(directory)
-    path = directory / backup_name(moment)
+    path = path or directory / backup_name(moment)
     if path.exists():  # two backups in one millisecond: never overwrite
         raise StoreError(f"backup {path} already exists; try again")
     digest = StoreDigest()
@@ -73,9 +75,10 @@ def write_backup(
 def resolve_backup(path: Path) -> Path:
     """A file as given; a directory means its newest backup."""
     if path.is_dir():
-        candidates = sorted(path.glob(f"{PREFIX}*.json"))
+        # .db: a native SQLite backup (--backup-format native); the names sort by time
+        candidates = sorted(p for p in path.glob(f"{PREFIX}*") if p.suffix in (".json", ".db"))
         if not candidates:
-            raise UsageError(f"no {PREFIX}*.json backup in {path}")
+            raise UsageError(f"no {PREFIX}*.json (or .db) backup in {path}")
         return candidates[-1]
     if not path.exists():
         raise UsageError(f"backup {path} does not exist")

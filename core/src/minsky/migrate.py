@@ -24,8 +24,8 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import attrs
 
+from minsky import hooks
 from minsky.backend import ReadableStore, Store
-from minsky.backup import write_backup
 from minsky.codec import StoreDigest, canonical, canonical_stream, record_digest
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
@@ -156,6 +156,7 @@ def migrate(
     dry_run: bool = False,
     verify: bool = False,
     backup_dir: Path | None = None,
+    backup_format: str = "json",
     base_dir: str = "",
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
@@ -178,15 +179,11 @@ def migrate(
         # setup): back the store up; every record is already in the target.
         if not dry_run:
             assert backup_dir is not None
-            report.backup, digest = write_backup(
-                backup_dir,
-                source.store.read(),
-                source_backend=source.backend,
-                source_location=source.location,
-                base_dir=base_dir,
+            made = hooks.backup(
+                source.backend, source.store, backup_dir, backup_format=backup_format, base_dir=base_dir
             )
-            report.read = report.skipped = digest.count
-            report.source_digest = digest.hexdigest
+            report.backup, report.source_digest = made.path, made.digest
+            report.read = report.skipped = made.count
         else:
             report.read = report.skipped = source.store.count()
         report.same_store = True
@@ -203,13 +200,9 @@ def migrate(
                 hint="choose --on-conflict skip or --on-conflict overwrite",
             )
     if backup_dir is not None and not dry_run:
-        report.backup, _ = write_backup(
-            backup_dir,
-            source.store.read(),
-            source_backend=source.backend,
-            source_location=source.location,
-            base_dir=base_dir,
-        )
+        report.backup = hooks.backup(
+            source.backend, source.store, backup_dir, backup_format=backup_format, base_dir=base_dir
+        ).path
     written_digest = StoreDigest()
     source_digest = StoreDigest()
 
@@ -230,7 +223,7 @@ def migrate(
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)
 
-    stream = admitted(prefetched(source.store.read(), batch_size))
+    stream = admitted(prefetched(hooks.read(source.store), batch_size))
     if dry_run:
         report.written = sum(1 for _ in stream)
     else:
@@ -238,7 +231,7 @@ def migrate(
         assert isinstance(target_store, Store), "a migration target must be a full Store"
         with target_store.bulk_writer() as writer:
             while batch := list(itertools.islice(stream, batch_size)):
-                writer.write(batch)
+                hooks.stage(target_store, writer, batch)  # the write hook, once per batch
                 report.written += len(batch)
     report.source_digest = source_digest.hexdigest
     log.debug(

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from minsky import hookspecs
+from minsky import __version__, hookspecs
 from minsky.backend import HOOK_API_VERSION, SUPPORTED_API_VERSIONS, BackendSpec
 from minsky.errors import PluginError
 
@@ -33,7 +33,7 @@ class PluginInfo:
     name: str
     distribution: str | None
     version: str | None
-    status: str = "loaded"  # loaded | failed | refused
+    status: str = "loaded"  # loaded | failed | refused | built-in
     error: str | None = None
     backends: list[str] = attrs.field(factory=list)
     hooks: list[str] = attrs.field(factory=list)
@@ -44,6 +44,7 @@ class Registry:
     manager: pluggy.PluginManager
     plugins: list[PluginInfo] = attrs.field(factory=list)
     backends: dict[str, BackendSpec] = attrs.field(factory=dict)
+    builtins: list[PluginInfo] = attrs.field(factory=list)
 
     def backend(self, name: str) -> BackendSpec:
         spec = self.backends.get(name)
@@ -67,7 +68,7 @@ class Registry:
             info.status, info.error = "failed", _one_line(exc)
             self.plugins.append(info)
             return
-        info.hooks = [h.name for h in self.manager.get_hookcallers(plugin) or []]
+        info.hooks = _hook_names(self.manager, plugin)
         offered: list[BackendSpec] = []
         for impl in self.manager.hook.register_backends.get_hookimpls():
             if impl.plugin is plugin:
@@ -119,9 +120,19 @@ def _selected(eps: Iterable[EntryPoint]) -> list[EntryPoint]:
 
 
 def new_registry() -> Registry:
+    from minsky.builtin import NAME, CorePlugin
+
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
-    return Registry(manager=manager)
+    core = CorePlugin(manager)  # core's generic behaviour: registered like any plugin, trylast
+    manager.register(core, name=NAME)
+    info = PluginInfo(name=NAME, distribution="minsky", version=__version__, status="built-in")
+    info.hooks = _hook_names(manager, core)
+    return Registry(manager=manager, builtins=[info])
+
+
+def _hook_names(manager: pluggy.PluginManager, plugin: object) -> list[str]:
+    return sorted(h.name for h in manager.get_hookcallers(plugin) or [])
 
 
 def discover(extra: Iterable[tuple[str, Any]] = ()) -> Registry:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import attrs
 
+from minsky import hooks
 from minsky.atomic import ensure_private_dir
 from minsky.backend import SessionFilter, Store
 from minsky.errors import MinskyError, StoreError, UsageError
@@ -70,12 +71,12 @@ def start(
         branch=branch or session,
         backend_type=repo.backend_type,
     )
-    store.insert(record)
+    hooks.insert(store, record)
     try:
         ensure_private_dir(workdir.parent)
         workdir.mkdir(mode=0o700, exist_ok=True)
     except (OSError, StoreError) as exc:
-        store.delete(session)
+        hooks.delete(store, session)
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise MinskyError(f"cannot create working directory {workdir}: {reason}") from None
     return record, workdir
@@ -90,11 +91,11 @@ def end(store: Store, name: str, *, clock: Clock = utc_now) -> tuple[SessionReco
         was_active = record.active
         return attrs.evolve(record, ended_at=iso(clock())) if record.active else record
 
-    return store.update(name, change), was_active
+    return hooks.update(store, name, change), was_active
 
 
 def end_all(store: Store, *, clock: Clock = utc_now) -> list[SessionRecord]:
-    names = [r.session for r in store.list(SessionFilter(active=True))]
+    names = [r.session for r in hooks.read(store, SessionFilter(active=True))]
     ended = []
     for name in names:
         record, was_active = end(store, name, clock=clock)
@@ -113,7 +114,7 @@ class CleanPlan:
 def plan_clean(store: Store, older_than: timedelta, *, include_active: bool, clock: Clock = utc_now) -> CleanPlan:
     cutoff = clock() - older_than
     remove, kept_active, undated = [], 0, 0
-    for record in store.read():
+    for record in hooks.read(store):
         created = parse_time(record.created_at) or parse_time(record.created)
         if created is None:
             undated += 1
@@ -138,7 +139,7 @@ def remove_workdir(base_dir: Path, name: str) -> Path | None:
 
 
 def delete(store: Store, base_dir: Path, name: str) -> bool:
-    removed = store.delete(name)
+    removed = hooks.delete(store, name)
     if removed:
         remove_workdir(base_dir, name)
     return removed

@@ -15,7 +15,7 @@ def plugins() -> None:
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def list_plugins(as_json: bool) -> None:
-    """Each plugin: name, distribution, version, backends, and whether it loaded."""
+    """Each plugin: name, distribution, version, backends, hooks, and whether it loaded."""
     from minsky.plugins import registry
 
     reg = registry()
@@ -51,6 +51,7 @@ def list_plugins(as_json: bool) -> None:
                     }
                     for p in reg.plugins
                 ],
+                "builtins": [{"name": p.name, "hooks": p.hooks} for p in reg.builtins],
                 "backends": backends,
             }
         )
@@ -60,7 +61,9 @@ def list_plugins(as_json: bool) -> None:
     for p in reg.plugins:
         dist = f"{p.distribution} {p.version}" if p.distribution else "(registered directly)"
         provided = ", ".join(p.backends) or "-"
-        line = f"{p.name}\t{dist}\tbackends: {provided}\t{p.status}"
+        line = f"{p.name}\t{dist}\tbackends: {provided}\thooks: {', '.join(p.hooks) or '-'}\t{p.status}"
         if p.error:
             line += f": {p.error}"
         click.echo(line)
+    for p in reg.builtins:
+        click.echo(f"{p.name}\t(built-in, runs last)\thooks: {', '.join(p.hooks)}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from minsky import hooks, sessions
 from minsky import repo as repo_mod
-from minsky import sessions
 from minsky.backend import SessionFilter
 from minsky.cli.app import get_app
 from minsky.cli.output import emit_json, public_record, record_detail, record_line
@@ -69,7 +69,7 @@ def list_(
         limit=limit,
         offset=offset,
     )
-    records = get_app().store().store.list(where)
+    records = hooks.read(get_app().store().store, where)
     if as_json:
         emit_json({"sessions": [public_record(r) for r in records]})
         return
@@ -86,7 +86,7 @@ def list_(
 @json_option
 def get(name: str, as_json: bool) -> None:
     """Show one session."""
-    record = get_app().store().store.get(name)
+    record = hooks.get(get_app().store().store, name)
     if record is None:
         raise NotFoundError(f"no session named {name!r}")
     if as_json:

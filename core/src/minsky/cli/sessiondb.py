@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from minsky import hooks
 from minsky.cli.app import get_app
 from minsky.cli.output import emit_json
 from minsky.cli.report import finish, progress_line
@@ -16,6 +17,13 @@ from minsky.errors import StoreError, UsageError
 from minsky.migrate import Endpoint, OnConflict, migrate
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+backup_format_option = click.option(
+    "--backup-format",
+    type=click.Choice(["json", "native"]),
+    default="json",
+    show_default=True,
+    help="json: portable, restores into any backend; native: the backend's own (SQLite: a .db copy).",
+)
 
 
 @click.group()
@@ -38,6 +46,7 @@ def migrate_group() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Save the source to DIR/session-backup-<time>.json first.",
 )
+@backup_format_option
 @click.option("--dry-run", is_flag=True, help="Read and check everything; create and change nothing.")
 @click.option("--verify", is_flag=True, help="Re-read the target afterwards and compare digests.")
 @click.option(
@@ -53,6 +62,7 @@ def migrate_to(
     backend: str,
     source: str | None,
     backup_dir: Path | None,
+    backup_format: str,
     dry_run: bool,
     verify: bool,
     on_conflict: OnConflict,
@@ -70,6 +80,7 @@ def migrate_to(
         dry_run=dry_run,
         verify=verify or set_default,
         backup_dir=backup_dir,
+        backup_format=backup_format,
         base_dir=str(app.config.base_dir),
         progress=progress_line(not as_json, src.store),
     )
@@ -117,12 +128,11 @@ def restore(
     **kwargs: Any,
 ) -> None:
     """Restore a backup into a backend, after checking its count and digest."""
-    from minsky.backup import BackupFile, check_backup, resolve_backup
+    from minsky.backup import resolve_backup
 
     app = get_app()
     path = resolve_backup(backup_path)
-    source = BackupFile(path)
-    check_backup(path, source.read())
+    source = hooks.restore(path, backend)  # the JSON backup, or a format a plugin recognises
     target_flags, rest = split_flags(app, backend, flags_from(kwargs))
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {backend}")
@@ -153,7 +163,7 @@ def check(repair: bool, as_json: bool) -> None:
         if not callable(quarantine):
             raise StoreError(f"the {handle.spec.name} backend cannot repair; nothing was changed")
         moved_to, moved = quarantine(state_dir() / "quarantine")
-    report = handle.store.verify()
+    report = hooks.verify(handle.store)
     if as_json:
         emit_json(
             {
@@ -243,27 +253,28 @@ def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
     show_default=True,
     help="Directory for session-backup-<time>.json.",
 )
+@backup_format_option
 @json_option
-def export(output_dir: Path, as_json: bool) -> None:
+def export(output_dir: Path, backup_format: str, as_json: bool) -> None:
     """Write the configured store to a backup file (the Minsky JSON format plus metadata)."""
-    from minsky.backup import remember_backup, write_backup
+    from minsky.backup import remember_backup
 
     app = get_app()
     handle = app.store()
     if not handle.store.exists():
         raise StoreError(f"the store {handle.store.location} does not exist: nothing to export")
-    path, digest = write_backup(
+    made = hooks.backup(
+        handle.spec.name,
+        handle.store,
         output_dir,
-        handle.store.read(),
-        source_backend=handle.spec.name,
-        source_location=handle.store.location,
+        backup_format=backup_format,
         base_dir=str(app.config.base_dir),
     )
-    remember_backup(path, digest.count, digest.hexdigest)
+    remember_backup(made.path, made.count, made.digest)
     if as_json:
-        emit_json({"backup": str(path), "count": digest.count, "storeDigest": digest.hexdigest})
+        emit_json({"backup": str(made.path), "count": made.count, "storeDigest": made.digest, "format": made.format})
     else:
-        click.echo(f"Exported {digest.count} sessions to {path}")
+        click.echo(f"Exported {made.count} sessions to {made.path}")
 
 
 @sessiondb.command("import")
