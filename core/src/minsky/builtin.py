@@ -76,10 +76,14 @@ class CorePlugin:
 
     @hookimpl(trylast=True)
     def restore(self, path: Path, backend: str) -> ReadableStore:
-        from minsky.backup import BackupFile, check_backup
+        from minsky.backup import open_backup
 
-        source = BackupFile(path)
-        check_backup(path, source.read())
+        source = open_backup(path)
+        try:
+            source.check()
+        except BaseException:
+            source.close()
+            raise
         return source
 
     @hookimpl(trylast=True)

@@ -65,10 +65,9 @@ def backup(
     base_dir: str = "",
     now: datetime | None = None,
 ) -> BackupResult:
-    from minsky.atomic import ensure_private_dir
-    from minsky.backup import backup_name
+    from minsky.backup import backup_name, prepare_directory
 
-    ensure_private_dir(directory)
+    prepare_directory(directory)  # refuses a planted symlink before anything is created
     stem = directory / backup_name(now or datetime.now(UTC)).removesuffix(".json")
     result: BackupResult = relay().backup(
         backend=backend, store=store, stem=stem, backup_format=backup_format, base_dir=base_dir

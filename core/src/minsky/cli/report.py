@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -36,11 +36,17 @@ def progress_line(enabled: bool, source: Any) -> Callable[[int], None] | None:
     return show
 
 
-def finish(report: Report, as_json: bool, verb: str) -> None:
+def finish(
+    report: Report, as_json: bool, verb: str, *, extra: dict[str, Any] | None = None, notes: Sequence[str] = ()
+) -> None:
+    """Print the report (``extra`` joins the JSON object, ``notes`` follow the text) and raise
+    the error its outcome deserves."""
     if as_json:
-        emit_json(report.to_json())
+        emit_json(report.to_json() | (extra or {}))
     else:
         print_report(report, verb)
+        for note in notes:
+            click.echo(note)
     if report.verification is not None and not report.verification.ok:
         raise VerificationError(
             f"verification failed: {len(report.verification.missing)} missing, "

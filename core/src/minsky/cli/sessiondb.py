@@ -10,7 +10,7 @@ import click
 
 from minsky import hooks
 from minsky.cli.app import get_app
-from minsky.cli.output import emit_json
+from minsky.cli.output import emit_json, printable
 from minsky.cli.report import finish, progress_line
 from minsky.cli.store_flags import flags_from, open_pair, split_flags, target_options
 from minsky.errors import StoreError, UsageError
@@ -110,7 +110,7 @@ def migrate_status(as_json: bool) -> None:
     "backup_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="A backup file, or a directory (its newest backup).",
+    help="A backup file (minsky's or the original Minsky's), or a directory (the newest backup minsky wrote there).",
 )
 @click.option("--to", "backend", required=True, help="Backend to restore into.")
 @target_options
@@ -128,24 +128,37 @@ def restore(
     **kwargs: Any,
 ) -> None:
     """Restore a backup into a backend, after checking its count and digest."""
-    from minsky.backup import resolve_backup
+    from minsky.backup import Backup, resolve_backup
 
     app = get_app()
-    path = resolve_backup(backup_path)
-    source = hooks.restore(path, backend)  # the JSON backup, or a format a plugin recognises
     target_flags, rest = split_flags(app, backend, flags_from(kwargs))
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {backend}")
-    dst = app.store(backend, target_flags)
-    report = migrate(
-        Endpoint("backup", source),
-        Endpoint(dst.spec.name, dst.store),
-        on_conflict=on_conflict,
-        dry_run=dry_run,
-        verify=verify,
-        progress=progress_line(not as_json, source),
-    )
-    finish(report, as_json, "Restored")
+    chosen = resolve_backup(backup_path)
+    source = hooks.restore(chosen.path, backend)  # the JSON backup, or a format a plugin recognises
+    try:
+        if isinstance(source, Backup):
+            chosen.confirm(source)
+            source.refuse_repeated()
+        dst = app.store(backend, target_flags)
+        report = migrate(
+            Endpoint("backup", source),
+            Endpoint(dst.spec.name, dst.store),
+            on_conflict=on_conflict,
+            dry_run=dry_run,
+            verify=verify,
+            progress=progress_line(not as_json, source),
+        )
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
+    if not isinstance(source, Backup):
+        finish(report, as_json, "Restored")
+        return
+    checked = "count and digest match its metadata" if source.meta is not None else "no metadata to check against"
+    note = f"  from {printable(source.description)}: {source.size:,} bytes, sha256 {source.sha256[:16]}…, {checked}"
+    finish(report, as_json, "Restored", extra={"backupFile": source.to_json()}, notes=[note])
 
 
 @sessiondb.command("check")

@@ -142,7 +142,7 @@ class StoreContract:
         assert report.checked == len(sample_records())
 
     def test_backup_and_restore_round_trip(self, store: Store, make_store: StoreFactory, tmp_path: Path) -> None:
-        from minsky.backup import BackupFile, check_backup, write_backup
+        from minsky.backup import open_backup, write_backup
         from minsky.migrate import Endpoint, migrate
 
         records = sample_records()
@@ -153,8 +153,10 @@ class StoreContract:
         for record in records:
             assert store.delete(record.session)
         assert make_store().count() == 0
-        assert check_backup(path, BackupFile(path).read()).digest == digest.hexdigest
-        report = migrate(Endpoint("backup", BackupFile(path)), Endpoint("under-test", make_store()), verify=True)
+        with open_backup(path) as backup:
+            backup.check()
+            assert backup.digest.hexdigest == digest.hexdigest
+            report = migrate(Endpoint("backup", backup), Endpoint("under-test", make_store()), verify=True)
         assert report.written == len(records) and report.verification is not None and report.verification.ok
         assert {r.session: canonical(r) for r in make_store().read()} == {r.session: canonical(r) for r in records}
 
