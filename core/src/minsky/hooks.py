@@ -86,5 +86,5 @@ def verify(store: Store) -> VerifyReport:
     return VerifyReport(
         ok=all(r.ok for r in reports),
         checked=max((r.checked for r in reports), default=0),
-        problems=tuple(p for r in reports for p in r.problems),
+        problems=tuple(dict.fromkeys(p for r in reports for p in r.problems)),  # two checks, one finding
     )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import attrs
 import pytest
 
-from minsky.backend import SessionFilter, Store
+from minsky.backend import SessionFilter, Store, VerifyReport
 from minsky.codec import StoreDigest, canonical, canonical_stream
-from minsky.errors import ConflictError, MinskyError, NotFoundError
+from minsky.errors import ConflictError, MinskyError, NotFoundError, UsageError
 from minsky.testing.records import generated_records, sample_records
 
 StoreFactory = Callable[[], Store]
@@ -159,6 +161,36 @@ class StoreContract:
             report = migrate(Endpoint("backup", backup), Endpoint("under-test", make_store()), verify=True)
         assert report.written == len(records) and report.verification is not None and report.verification.ok
         assert {r.session: canonical(r) for r in make_store().read()} == {r.session: canonical(r) for r in records}
+
+    def test_native_backup_and_restore_agree_with_the_generic_ones(self, store: Store, tmp_path: Path) -> None:
+        """Through the hooks, as commands call them: a native backup (if a plugin has one for
+        this store) holds what the portable JSON backup holds, and each restores it all."""
+        from minsky import hooks
+
+        records = sample_records()
+        _load(store, records)
+        expected = {r.session: canonical(r) for r in records}
+        made = [hooks.backup("under-test", store, tmp_path / "json")]
+        with contextlib.suppress(UsageError):  # no native backup for this backend: the generic one is all
+            made.append(hooks.backup("under-test", store, tmp_path / "native", backup_format="native"))
+        for backup in made:
+            assert (backup.count, backup.digest) == (len(records), StoreDigest.of(records).hexdigest), backup.format
+            source = hooks.restore(backup.path, "under-test")
+            assert {r.session: canonical(r) for r in source.read()} == expected, backup.format
+
+    def test_native_verify_agrees_with_the_generic_one(self, store: Store, make_store: StoreFactory) -> None:
+        """Every ``verify`` implementation passes a good store; a damaged record still fails the
+        merged check (a native check never hides what the generic one finds)."""
+        from minsky import hooks
+        from minsky.plugins import registry
+
+        _load(store, sample_records())
+        for impl in registry().manager.hook.verify.get_hookimpls():
+            if not impl.opts.get("wrapper") and not impl.opts.get("hookwrapper"):
+                report = cast("VerifyReport | None", impl.function(store=store))
+                assert report is None or report.ok, (impl.plugin_name, report.problems)
+        self.corrupt_one_record(store, "plain")
+        assert not hooks.verify(make_store()).ok
 
     def test_verify_reports_a_corrupted_record(self, store: Store, make_store: StoreFactory) -> None:
         _load(store, sample_records())

@@ -9,6 +9,7 @@ from typing import Any
 from minsky import hookimpl
 from minsky.backend import BackendSpec, OptionSpec, Store
 from minsky.errors import ConfigError
+from minsky_backend_postgres.native import verify  # PostgreSQL's own integrity check, beside core's
 
 
 def _open(options: Mapping[str, Any]) -> Store:
@@ -46,4 +47,4 @@ def register_backends(register: Callable[[BackendSpec], None]) -> None:
     register(SPEC)
 
 
-__all__ = ["SPEC", "register_backends"]
+__all__ = ["SPEC", "register_backends", "verify"]

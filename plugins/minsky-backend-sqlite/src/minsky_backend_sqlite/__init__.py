@@ -8,6 +8,7 @@ from typing import Any
 from minsky import hookimpl
 from minsky.backend import BackendSpec, OptionSpec, Store
 from minsky.paths import expand, state_dir
+from minsky_backend_sqlite.native import backup, restore, verify  # the operation hooks SQLite answers natively
 
 
 def _open(options: Mapping[str, Any]) -> Store:
@@ -50,4 +51,4 @@ def register_backends(register: Callable[[BackendSpec], None]) -> None:
     register(SPEC)
 
 
-__all__ = ["SPEC", "register_backends"]
+__all__ = ["SPEC", "backup", "register_backends", "restore", "verify"]
