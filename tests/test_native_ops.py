@@ -96,10 +96,7 @@ def test_a_damaged_native_backup_restores_nothing(minsky, minsky_json, sqlite_st
         conn.execute("UPDATE sessions SET record = replace(record, 'widgets', 'gadgets') WHERE session = 'two'")
     conn.close()
     target = tmp_path / "t.json"
-    # a directory means its newest backup, .json or .db alike
-    damaged = minsky(
-        "sessiondb", "restore", "--backup", str(tmp_path / "b"), "--to", "json", "--json-path", str(target)
-    )
+    damaged = minsky("sessiondb", "restore", "--backup", made["backup"], "--to", "json", "--json-path", str(target))
     assert damaged.exit_code == 6
     assert damaged.stderr.startswith(f"minsky: error: backup {made['backup']} is damaged: it holds 3 records")
     assert "nothing was restored" in damaged.stderr and not target.exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +110,8 @@ def native_backup(backend: str, store: ReadableStore, path: Path) -> BackupResul
 @hookimpl
 def restore(path: Path) -> ReadableStore | None:
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None  # never open a FIFO or device just to look: core refuses it
         with path.open("rb") as handle:
             if handle.read(16) != _HEADER:
                 return None
