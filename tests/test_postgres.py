@@ -320,8 +320,9 @@ def test_terminated_backend_mid_migration_is_a_clean_error(postgres_url: str, st
         killed = False
         while time.monotonic() < deadline and proc.poll() is None and not killed:
             rows = admin.execute(
+                # Only this test's database: other runs on the same server are not ours to kill.
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'minsky' "
-                "AND state = 'active' AND query ILIKE 'COPY%'"
+                "AND datname = current_database() AND state = 'active' AND query ILIKE 'COPY%'"
             ).fetchall()
             for (pid,) in rows:
                 killed = bool(admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0])
