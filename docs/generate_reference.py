@@ -38,11 +38,18 @@ def render() -> str:
                 else "every implementation is called; core collects the answers"
             )
             out += [f"### `{name}{inspect.signature(func)}`", "", f"*{kind}*", "", _doc(func), ""]
-    classes = (backend.BackendSpec, backend.OptionSpec, backend.SessionFilter, backend.VerifyReport)
+    classes = (backend.BackendSpec, backend.OptionSpec, backend.SessionFilter, backend.VerifyReport, backend.MovedMark)
     for cls in (*classes, operations.WriteBatch, operations.Written, operations.BackupResult):
         fields = ", ".join(f"`{f.name}`" for f in cls.__attrs_attrs__)  # type: ignore[attr-defined]
         out += [f"## `{cls.__name__}`", "", _doc(cls), "", f"Fields: {fields}.", ""]
-    for proto in (backend.ReadableStore, backend.Store, backend.BulkWriter):
+    for proto in (
+        backend.ReadableStore,
+        backend.Store,
+        backend.BulkWriter,
+        backend.ConflictAwareStore,
+        backend.LockableStore,
+        backend.WriteLock,
+    ):
         out += [f"## `{proto.__name__}` (protocol)", "", _doc(proto), ""]
         for name, member in proto.__dict__.items():
             if name.startswith("_") or (not callable(member) and not isinstance(member, property)):

@@ -144,7 +144,7 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 
     def reset() -> None:
         with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS sessions, minsky_schema_migrations")
+            conn.execute("DROP TABLE IF EXISTS sessions, minsky_schema_migrations, minsky_metadata")
 
     reset()
     yield postgres_server_url

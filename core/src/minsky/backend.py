@@ -8,13 +8,20 @@ core against the ``Store`` protocol below, so no code is pairwise.
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from minsky.atomic import write_bytes_atomic
+from minsky.errors import ConflictError, MovedError, StoreError
 from minsky.model import SessionRecord
+
+OnConflict = Literal["fail", "skip", "overwrite"]
 
 HOOK_API_VERSION = 1
 """The version of this contract. A backend declares the one it was built for."""
@@ -70,7 +77,13 @@ class VerifyReport:
 
 
 class BulkWriter(Protocol):
-    """Yielded by ``Store.bulk_writer()``: receives batches of records in the staging area."""
+    """Yielded by ``Store.bulk_writer()``: receives batches of records in the staging area.
+
+    A writer opened with ``on_conflict`` (see ``ConflictAwareStore``) decides at commit time,
+    under the store's own write lock or transaction: ``overwrite`` replaces, ``skip`` never
+    replaces a record that exists then, ``fail`` raises ``ConflictError`` from the ``with``
+    block (nothing written) if any does. It lists those names in ``conflicts``.
+    """
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
         """Upsert a batch into the staging area; nothing is visible yet."""
@@ -126,6 +139,115 @@ class Store(ReadableStore, Protocol):
 
     def close(self) -> None:
         """Release connections and handles; the store may not be used afterwards."""
+
+
+class ConflictAwareStore(Protocol):
+    """Optional: a store whose ``bulk_writer`` takes ``on_conflict`` (``"overwrite"`` when omitted)
+    and enforces it when the write commits; its writer has a ``conflicts`` list of the names that
+    existed then. Without it a migration checks conflicts only before writing."""
+
+    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> AbstractContextManager[BulkWriter]:
+        """Stage records; on exit they commit with the conflict rule applied at that moment."""
+
+
+def accepts_on_conflict(store: object) -> bool:
+    """Whether ``store.bulk_writer`` takes ``on_conflict`` (a ``ConflictAwareStore``)."""
+    try:
+        return "on_conflict" in inspect.signature(store.bulk_writer).parameters  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def conflict_at_commit(location: str, names: Sequence[str]) -> ConflictError:
+    """What a ``fail`` writer raises when records exist in the target as it commits."""
+    examples = ", ".join(repr(name) for name in names[:5])
+    return ConflictError(
+        f"{len(names)} session(s) already exist in the target {location} as the write commits, e.g. "
+        f"{examples}; nothing was written",
+        hint="choose --on-conflict skip or --on-conflict overwrite",
+    )
+
+
+@attrs.frozen
+class MovedMark:
+    """Where a store's sessions went: written into the old store by ``migrate to --set-default``.
+
+    Stored as ``to_json()`` text (a marker file beside a file store, a row of a minsky
+    metadata table in a database, never in the sessions themselves).
+    """
+
+    backend: str
+    location: str
+    moved_at: str
+    command: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"movedTo": {"backend": self.backend, "location": self.location}, "at": self.moved_at, "use": self.command}
+        )
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> MovedMark:
+        try:
+            data = json.loads(text)
+            return cls(data["movedTo"]["backend"], data["movedTo"]["location"], data["at"], data["use"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(f"{where}: the moved marker is unreadable; nothing was written") from None
+
+    def refusal(self, old_location: str) -> MovedError:
+        """The one-line error a writer of the old store raises."""
+        return MovedError(
+            f"{old_location} was migrated to {self.backend} ({self.location}) at {self.moved_at}; "
+            f"nothing was written here; use the new store: {self.command}"
+        )
+
+
+class MarkerFile:
+    """The moved mark of a file store: ``<store>.moved`` beside it, written whole or not at all.
+    A ``WriteLock`` for stores whose lock is a lock file (the JSON store, the JSONL example)."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.path = Path(f"{store_path}.moved")
+
+    def read(self) -> MovedMark | None:
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
+        return MovedMark.from_json(text, str(self.path))
+
+    def mark_moved(self, mark: MovedMark | None) -> None:
+        if mark is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            write_bytes_atomic(self.path, mark.to_json().encode("utf-8") + b"\n")
+
+
+class WriteLock(Protocol):
+    """Yielded by ``write_lock()``: the store's writers wait while it is held."""
+
+    def mark_moved(self, mark: MovedMark | None) -> None:
+        """Record (or, with None, clear) the moved marker; visible when the lock is released."""
+
+
+@runtime_checkable
+class LockableStore(Protocol):
+    """Optional: what lets a migration lose no write and mark the store it left.
+
+    ``write_lock()`` blocks the store's writers (they wait, up to their usual busy timeout)
+    while readers go on. Every writer — ``insert``, ``update``, ``delete``, but not the
+    ``bulk_writer`` of a migration — checks the moved marker after it has its lock and raises
+    ``MovedError`` (``MovedMark.refusal``) instead of writing. Without these methods a
+    migration copies late changes without a lock and cannot mark the store it left.
+    """
+
+    def write_lock(self) -> AbstractContextManager[WriteLock]:
+        """Hold the store's write lock (JSON lock file, SQLite ``BEGIN IMMEDIATE``, a table lock)."""
+
+    def moved(self) -> MovedMark | None:
+        """The moved marker, or None."""
 
 
 @attrs.frozen

@@ -5,8 +5,11 @@ backends — third-party ones included — migrates with no pairwise code.
 
 Order of work: refuse a move onto itself; find conflicts from keys alone; back
 the source up; stream batches into the target's staging area (which becomes
-visible only when the last batch is in); then, if asked, verify by digest.
-Every record is accounted for: read = written + skipped + rejected.
+visible only when the last batch is in, the conflict rule applied as it commits);
+then, if asked, verify by digest against what was read. Last, what changed in the
+source meanwhile is copied under its write lock and the default switched
+(``minsky.catchup``), or only counted. Every record of the bulk copy is accounted
+for: read = written + skipped + rejected.
 """
 
 from __future__ import annotations
@@ -14,19 +17,19 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
-import itertools
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
 from minsky import hooks
-from minsky.backend import ReadableStore, Store
-from minsky.codec import StoreDigest, canonical, canonical_stream, record_digest
+from minsky.backend import OnConflict, ReadableStore, Store
+from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
+from minsky.codec import StoreDigest, canonical, canonical_stream
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 from minsky.prefetch import prefetched
@@ -36,7 +39,6 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
-OnConflict = Literal["fail", "skip", "overwrite"]
 BATCH_SIZE = 1000
 CONFLICT_EXAMPLES = 5
 
@@ -87,6 +89,8 @@ class Report:
     seconds: float = 0.0
     verification: Verification | None = None
     same_store: bool = False
+    changed_in_source: int | None = None
+    catch_up: CatchUp | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,6 +116,16 @@ class Report:
             "seconds": round(self.seconds, 3),
             "recordsPerSecond": round(self.read / self.seconds) if self.seconds > 0 else None,
             "verificationResult": self.verification.to_json() if self.verification else None,
+            "changedInSource": self.changed_in_source,
+            "catchUp": None
+            if self.catch_up is None
+            else {
+                "written": self.catch_up.written,
+                "deleted": self.catch_up.deleted,
+                "sourceLocked": self.catch_up.locked,
+                "lockedSeconds": round(self.catch_up.locked_seconds, 3),
+                "markedMoved": self.catch_up.marked_moved,
+            },
         }
 
 
@@ -160,7 +174,10 @@ def migrate(
     base_dir: str = "",
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
+    switch: Switch | None = None,
 ) -> Report:
+    """Copy ``source`` into ``target``. With ``switch`` (``--set-default``), after a verified
+    copy, late changes are copied under the source's lock and ``switch`` is applied there."""
     same_store = source.backend == target.backend and source.location == target.location
     if same_store and backup_dir is None:
         raise UsageError(
@@ -205,18 +222,23 @@ def migrate(
         ).path
     written_digest = StoreDigest()
     source_digest = StoreDigest()
+    snapshot = Snapshot()
 
     def admitted(records: Iterable[SessionRecord]) -> Iterator[SessionRecord]:
         for record in records:
             report.read += 1
             blob = canonical(record)
-            digest = hashlib.sha256(blob).hexdigest()
+            raw = hashlib.sha256(blob).digest()
+            digest = raw.hex()
             source_digest.add(digest)
+            snapshot.digests[record.session] = raw[: len(short_digest(b""))]
             reason = reject_reason(blob)
             if reason is not None:
                 report.rejected.append({"session": record.session, "reason": reason})
+                snapshot.not_written.add(record.session)
             elif record.session in existing and on_conflict != "overwrite":
                 report.skipped += 1
+                snapshot.not_written.add(record.session)
             else:
                 written_digest.add(digest)
                 yield record
@@ -229,10 +251,8 @@ def migrate(
     else:
         target_store = target.store
         assert isinstance(target_store, Store), "a migration target must be a full Store"
-        with target_store.bulk_writer() as writer:
-            while batch := list(itertools.islice(stream, batch_size)):
-                hooks.stage(target_store, writer, batch)  # the write hook, once per batch
-                report.written += len(batch)
+        report.written, late_conflicts = write_all(target_store, stream, on_conflict)
+        _count_commit_conflicts(report, late_conflicts, existing, on_conflict, snapshot)
     report.source_digest = source_digest.hexdigest
     log.debug(
         "%s -> %s: read %d, written %d, skipped %d, rejected %d in %.2fs",
@@ -245,21 +265,62 @@ def migrate(
         time.perf_counter() - started,
     )
     if verify and not dry_run:
-        report.verification = verify_target(source, target, written_digest, existing, on_conflict)
+        report.verification = verify_target(target, written_digest, snapshot, existing, on_conflict)
+    if not dry_run:
+        _after_copy(report, source, target, snapshot, on_conflict, switch)
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _count_commit_conflicts(
+    report: Report, names: list[str], existing: set[str], on_conflict: OnConflict, snapshot: Snapshot
+) -> None:
+    """Sessions that appeared in the target between planning and commit (``skip`` left them)."""
+    late = [name for name in names if name not in existing]
+    report.conflicts += len(late)
+    report.conflict_examples += late[: max(0, CONFLICT_EXAMPLES - len(report.conflict_examples))]
+    if on_conflict == "skip":
+        report.written -= len(late)
+        report.skipped += len(late)
+        existing.update(late)
+        snapshot.not_written.update(late)
+
+
+def _after_copy(
+    report: Report,
+    source: Endpoint,
+    target: Endpoint,
+    snapshot: Snapshot,
+    on_conflict: OnConflict,
+    switch: Switch | None,
+) -> None:
+    """Copy late changes and switch (``--set-default``, verified copy), or count them."""
+    if switch is None or not report.ok:
+        report.changed_in_source = count_changes(snapshot, source.store)
+        return
+    assert isinstance(target.store, Store)
+
+    def admit(record: SessionRecord) -> bool:
+        reason = reject_reason(canonical(record))
+        if reason is not None:
+            report.rejected.append({"session": record.session, "reason": reason})
+        return reason is None
+
+    report.catch_up = finish_move(source.store, target.store, snapshot, on_conflict, admit=admit, switch=switch)
+    report.changed_in_source = report.catch_up.written + report.catch_up.deleted
+
+
 def verify_target(
-    source: Endpoint, target: Endpoint, written: StoreDigest, existing: set[str], on_conflict: OnConflict
+    target: Endpoint, written: StoreDigest, snapshot: Snapshot, existing: set[str], on_conflict: OnConflict
 ) -> Verification:
     """Re-read the target and compare it with what was written.
 
     A fresh target must equal the written set: one streaming pass comparing
     store digests, in constant memory, over the canonical forms the target
     stores (``read_canonical``, when it has it). Only when that fails (or the
-    target held records before) are decoded records compared one by one, to
-    name the differences.
+    target held records before) are decoded records compared one by one with the
+    snapshot the copy read (never a re-read of the source: it may have changed
+    meanwhile), to name the differences.
     """
     if not existing:
         target_digest = StoreDigest()
@@ -268,12 +329,12 @@ def verify_target(
         if target_digest.count == written.count and target_digest.hexdigest == written.hexdigest:
             return Verification(ok=True, source_count=written.count, target_count=target_digest.count)
     # The slow path compares decoded records, not stored bytes: it names real differences.
-    expected: dict[str, str] = {}
-    for record in source.store.read():
-        blob = canonical(record)
-        if reject_reason(blob) is None and (record.session not in existing or on_conflict == "overwrite"):
-            expected[record.session] = hashlib.sha256(blob).hexdigest()
-    found = {record.session: record_digest(record) for record in target.store.read()}
+    expected = {
+        name: digest
+        for name, digest in snapshot.digests.items()
+        if name not in snapshot.not_written and (name not in existing or on_conflict == "overwrite")
+    }
+    found = {record.session: short_digest(canonical(record)) for record in target.store.read()}
     missing = sorted(name for name in expected if name not in found)
     mismatched = sorted(name for name, digest in expected.items() if name in found and found[name] != digest)
     extra = sorted(name for name in found if name not in expected and name not in existing)

@@ -88,5 +88,16 @@ def print_report(report: Report, verb: str) -> None:
         for label, names in (("missing", v.missing), ("extra", v.extra), ("mismatched", v.mismatched)):
             if names:
                 click.echo(f"    {label}: {', '.join(names[:10])}" + (" …" if len(names) > 10 else ""))
+    if report.catch_up is not None:
+        c = report.catch_up
+        how = f"writers waited {c.locked_seconds:.2f}s" if c.locked else "the source cannot be locked: not waited for"
+        click.echo(f"  changed in the source meanwhile: {c.written} copied, {c.deleted} deleted ({how})")
+        if c.marked_moved:
+            click.echo(f"  {report.source.location} is marked as moved: its writers now refuse")
+    elif report.changed_in_source:
+        click.echo(
+            f"  {report.changed_in_source} session(s) changed in the source while this ran and are not in the "
+            "target: rerun with --on-conflict overwrite (or use --set-default) to bring them"
+        )
     if report.seconds and not report.dry_run:
         click.echo(f"  {report.read / report.seconds:,.0f} records/s")

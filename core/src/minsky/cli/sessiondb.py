@@ -9,12 +9,13 @@ from typing import Any
 import click
 
 from minsky import hooks
+from minsky.backend import OnConflict
 from minsky.cli.app import get_app
 from minsky.cli.output import emit_json, printable
 from minsky.cli.report import finish, progress_line
 from minsky.cli.store_flags import flags_from, open_pair, split_flags, target_options
 from minsky.errors import StoreError, UsageError
-from minsky.migrate import Endpoint, OnConflict, migrate
+from minsky.migrate import Endpoint, migrate
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 backup_format_option = click.option(
@@ -56,7 +57,12 @@ def migrate_group() -> None:
     show_default=True,
     help="What to do with sessions the target already holds.",
 )
-@click.option("--set-default", is_flag=True, help="After a verified success, make BACKEND the configured one.")
+@click.option(
+    "--set-default",
+    is_flag=True,
+    help="After a verified success, make BACKEND the configured one (late writes copied under the "
+    "source's lock; the source is marked as moved).",
+)
 @json_option
 def migrate_to(
     backend: str,
@@ -73,6 +79,11 @@ def migrate_to(
     """Copy every session from the current (or --from) backend into BACKEND."""
     app = get_app()
     src, dst = open_pair(app, backend, source, flags_from(kwargs))
+    switch = change = None
+    if set_default and not dry_run:
+        from minsky.cli.set_default import switch_for
+
+        switch, change = switch_for(app, dst)
     report = migrate(
         Endpoint(src.spec.name, src.store),
         Endpoint(dst.spec.name, dst.store),
@@ -83,16 +94,17 @@ def migrate_to(
         backup_format=backup_format,
         base_dir=str(app.config.base_dir),
         progress=progress_line(not as_json, src.store),
+        switch=switch,
     )
     if report.backup:
         from minsky.backup import remember_backup
 
         remember_backup(report.backup, report.read, report.source_digest)
     finish(report, as_json, "Migrated")
-    if set_default and not dry_run:
-        from minsky.cli.set_default import make_default
+    if change is not None and report.catch_up is not None and not as_json:
+        from minsky.cli.set_default import announce
 
-        make_default(app, dst, quiet=as_json)
+        announce(app, change)
 
 
 @migrate_group.command("status")

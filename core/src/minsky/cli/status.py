@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from minsky.backend import LockableStore, MovedMark
 from minsky.backup import last_backup
 from minsky.cli.app import App
 from minsky.cli.output import emit_json
@@ -35,6 +36,16 @@ def _advice(app: App, backend: str, origin: str, count: int | None, size: int | 
     return advice
 
 
+def _moved(store: object) -> MovedMark | None:
+    """The mark ``migrate to --set-default`` left in a store it moved away from."""
+    if not isinstance(store, LockableStore):
+        return None
+    try:
+        return store.moved()
+    except MinskyError:
+        return None
+
+
 def status(app: App, as_json: bool) -> None:
     cfg = app.config
     setting = cfg.setting("sessiondb.backend")
@@ -48,6 +59,7 @@ def status(app: App, as_json: bool) -> None:
     except MinskyError as exc:
         problem = str(exc)
     size = handle.store.size_bytes()
+    moved = _moved(handle.store)
     backup = last_backup()
     installed = sorted(app.registry.backends)
     advice = _advice(app, handle.spec.name, origin, count, size)
@@ -62,12 +74,17 @@ def status(app: App, as_json: bool) -> None:
         "lastBackup": backup,
         "installedBackends": installed,
         "recommendations": advice,
+        "movedTo": None
+        if moved is None
+        else {"backend": moved.backend, "location": moved.location, "at": moved.moved_at, "use": moved.command},
     }
     if as_json:
         emit_json(payload)
         return
     click.echo(f"Backend:   {handle.spec.name} (from {source})")
     click.echo(f"Location:  {handle.store.location}" + ("" if handle.store.exists() else " (not created yet)"))
+    if moved is not None:
+        click.echo(f"Moved:     to {moved.backend} ({moved.location}) at {moved.moved_at}; use: {moved.command}")
     click.echo(f"Sessions:  {count if count is not None else 'unreadable: ' + str(problem)}")
     if size is not None:
         click.echo(f"Size:      {size:,} bytes")

@@ -18,7 +18,7 @@ from typing import IO
 import filelock
 
 from minsky.atomic import ensure_private_dir, fsync_dir
-from minsky.backend import SessionFilter, VerifyReport
+from minsky.backend import MarkerFile, MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
 from minsky.codec import record_from_dict, record_to_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, page
@@ -96,9 +96,13 @@ class JsonlStore:
 
     # -- writing: rewrite into a temp file, then replace ------------------------
 
+    # -- the moved marker (a file beside the store) and the write lock ----------
+
+    def moved(self) -> MovedMark | None:
+        return MarkerFile(self.path).read()
+
     @contextlib.contextmanager
-    def _rewrite(self) -> Iterator[IO[bytes]]:
-        """Hold the lock and yield a temp file; on success it replaces the store."""
+    def _lock(self, *, check_moved: bool) -> Iterator[None]:
         ensure_private_dir(self.path.parent)
         lock = filelock.FileLock(f"{self.path}.lock", timeout=self.lock_timeout, mode=0o600)
         try:
@@ -106,21 +110,38 @@ class JsonlStore:
         except filelock.Timeout:
             raise LockedError(f"{self.path} is locked by another process") from None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    yield out
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self.path)
-                fsync_dir(self.path.parent)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise StoreError(f"cannot write {self.path}: {exc.strerror}") from None
+            mark = self.moved() if check_moved else None
+            if mark is not None:  # read after the wait: a migration may have left it meanwhile
+                raise mark.refusal(str(self.path))
+            yield
         finally:
             lock.release()
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[MarkerFile]:
+        with self._lock(check_moved=False):
+            yield MarkerFile(self.path)
+
+    # -- writing: rewrite into a temp file, then replace ------------------------
+
+    @contextlib.contextmanager
+    def _rewrite(self, *, check_moved: bool = True) -> Iterator[IO[bytes]]:
+        """Hold the lock and yield a temp file; on success it replaces the store."""
+        with self._lock(check_moved=check_moved):
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+                try:
+                    with os.fdopen(fd, "wb") as out:
+                        yield out
+                        out.flush()
+                        os.fsync(out.fileno())
+                    os.replace(tmp, self.path)
+                    fsync_dir(self.path.parent)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+            except OSError as exc:
+                raise StoreError(f"cannot write {self.path}: {exc.strerror}") from None
 
     def _copy_except(self, out: IO[bytes], names: set[str]) -> None:
         for record in self.read():
@@ -128,16 +149,28 @@ class JsonlStore:
                 out.write(_line(record))
 
     @contextlib.contextmanager
-    def bulk_writer(self) -> Iterator[_Staging]:
-        # Staged lines wait in their own temp file; only the names stay in memory.
+    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_Staging]:
+        # Staged lines wait in their own temp file; only the names stay in memory. The conflict
+        # rule is applied under the lock, as the file is rewritten: it holds at commit time.
+        # A migration may write into a store marked as moved (moving back): no marker check.
         with tempfile.TemporaryFile() as staged:
             staging = _Staging(staged)
             yield staging
-            with self._rewrite() as out:
-                self._copy_except(out, set(staging.names))
+            with self._rewrite(check_moved=False) as out:
+                for record in self.read():
+                    if record.session in staging.names:
+                        staging.conflicts.append(record.session)
+                        if on_conflict == "overwrite":
+                            continue
+                    out.write(_line(record))
+                if staging.conflicts and on_conflict == "fail":
+                    raise conflict_at_commit(str(self.path), staging.conflicts)
+                kept = set(staging.conflicts) if on_conflict == "skip" else set()
                 staged.seek(0)
                 for line in staged:  # a name staged twice: its last line wins, as in an upsert
                     name = json.loads(line)["session"]
+                    if name in kept:
+                        continue
                     staging.names[name] -= 1
                     if staging.names[name] == 0:
                         out.write(line)
@@ -176,6 +209,7 @@ class _Staging:
     def __init__(self, staged: IO[bytes]) -> None:
         self.staged = staged
         self.names: dict[str, int] = {}
+        self.conflicts: list[str] = []
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
         for record in batch:

@@ -16,8 +16,13 @@ from typing import IO, Any
 
 import filelock
 
-from minsky.atomic import atomic_writer, ensure_private_dir, os_error_to_store_error, remove_stale_temps
-from minsky.backend import SessionFilter, VerifyReport
+from minsky.atomic import (
+    atomic_writer,
+    ensure_private_dir,
+    os_error_to_store_error,
+    remove_stale_temps,
+)
+from minsky.backend import MarkerFile, MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
 from minsky.codec import canonical, canonical_of_dict, compact_bytes, record_from_dict, record_to_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, page
@@ -136,8 +141,18 @@ class JsonStore:
 
     # -- writing -------------------------------------------------------------
 
+    def moved(self) -> MovedMark | None:
+        return MarkerFile(self.path).read()
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def write_lock(self) -> Iterator[MarkerFile]:
+        with self._locked(check_moved=False):
+            yield MarkerFile(self.path)
+
+    @contextlib.contextmanager
+    def _locked(self, *, check_moved: bool = True) -> Iterator[None]:
+        """The lock file, held across read-modify-write. Checked after the wait: a writer that
+        queued behind a migration must see the marker that migration left."""
         ensure_private_dir(self.path.parent)
         lock = filelock.FileLock(f"{self.path}.lock", timeout=self.lock_timeout, mode=0o600)
         try:
@@ -150,6 +165,9 @@ class JsonStore:
         except OSError as exc:
             raise os_error_to_store_error(exc, Path(f"{self.path}.lock")) from None
         try:
+            mark = self.moved() if check_moved else None
+            if mark is not None:
+                raise mark.refusal(str(self.path))
             remove_stale_temps(self.path)
             yield
         finally:
@@ -167,12 +185,16 @@ class JsonStore:
             return result
 
     @contextlib.contextmanager
-    def bulk_writer(self) -> Iterator[_JsonBulkWriter | _StreamingWriter]:
-        with self._locked():
+    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_JsonBulkWriter | _StreamingWriter]:
+        # A migration may write into a store marked as moved (moving back): no marker check.
+        # The lock is held from the conflict check to the replace: the rule holds at commit time.
+        with self._locked(check_moved=False):
             doc = self._load()
             if doc["sessions"]:  # merging into records already there: the document is needed whole
-                writer = _JsonBulkWriter(doc)
+                writer = _JsonBulkWriter(doc, on_conflict)
                 yield writer
+                if writer.conflicts and on_conflict == "fail":
+                    raise conflict_at_commit(str(self.path), writer.conflicts)
                 if writer.changed:
                     self._save(doc)
                 return
@@ -219,9 +241,12 @@ class JsonStore:
 
 
 class _JsonBulkWriter:
-    def __init__(self, doc: Document) -> None:
+    def __init__(self, doc: Document, on_conflict: OnConflict = "overwrite") -> None:
         self.doc = doc
+        self.on_conflict = on_conflict
         self.index = {_name(item): i for i, item in enumerate(doc["sessions"])}
+        self.before = len(doc["sessions"])
+        self.conflicts: list[str] = []
         self.changed = False
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
@@ -229,6 +254,10 @@ class _JsonBulkWriter:
         for record in batch:
             data = record_to_dict(record)
             position = self.index.get(record.session)
+            if position is not None and position < self.before:  # held before this write began
+                self.conflicts.append(record.session)
+                if self.on_conflict != "overwrite":
+                    continue
             if position is None:
                 self.index[record.session] = len(sessions)
                 sessions.append(data)
@@ -246,6 +275,7 @@ class _StreamingWriter:
     def __init__(self, handle: IO[bytes]) -> None:
         self.handle = handle
         self.names: set[str] = set()
+        self.conflicts: list[str] = []  # an empty store under its lock: there are none
         handle.write(_STREAM_HEAD)
 
     def write(self, batch: Sequence[SessionRecord]) -> None:

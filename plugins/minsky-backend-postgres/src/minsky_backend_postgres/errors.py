@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from minsky.errors import BackendConnectionError, MinskyError, RecordError, StoreError
+from minsky.errors import BackendConnectionError, LockedError, MinskyError, RecordError, StoreError
 
 
 def describe_target(params: dict[str, Any]) -> str:
@@ -32,6 +32,11 @@ def translate(exc: BaseException, params: dict[str, Any], doing: str) -> MinskyE
         )
     if isinstance(exc, psycopg.errors.UntranslatableCharacter | psycopg.errors.CharacterNotInRepertoire):
         return RecordError(f"PostgreSQL {where}: a value cannot be stored ({text})")
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return LockedError(
+            f"PostgreSQL {where}: the sessions table stayed locked while {doing} (lock_timeout)",
+            hint="a migration or another client holds it; see pg_locks",
+        )
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         if "role" in lowered and "does not exist" in lowered:
             return BackendConnectionError(

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from minsky import original
+from minsky.backend import MovedMark
 from minsky.codec import canonical, record_from_dict
 from minsky.errors import StoreError
 from minsky.model import SessionRecord
@@ -24,6 +25,10 @@ TABLE = sql.Identifier("sessions")
 MIGRATIONS = sql.Identifier("minsky_schema_migrations")
 STAGING = sql.Identifier("minsky_staging")
 LOCK_KEY = 0x6D696E736B79  # "minsky": the advisory lock for schema changes
+LOCK_WAIT = "30s"  # how long a writer queues behind a migration's table lock (as SQLite's busy timeout)
+LOCK_TIMEOUT = sql.SQL("SET LOCAL lock_timeout = {w}").format(w=sql.Literal(LOCK_WAIT))
+METADATA = sql.Identifier("minsky_metadata")  # minsky's key/value table: the moved marker, never in sessions
+MOVED_KEY = "moved"
 
 COLUMNS = ("session", *original.COLUMNS, "record")
 # Binary COPY (no text escaping on either side): the staging row is ord + COLUMNS.
@@ -63,6 +68,9 @@ UPSERT_FROM_STAGING = sql.SQL(
     cols=COLS,
     updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in COLUMNS[1:]),
 )
+INSERT_FROM_STAGING = sql.SQL(
+    "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY ord ON CONFLICT (session) DO NOTHING RETURNING session"
+).format(t=TABLE, s=STAGING, cols=COLS)
 INSERT = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (session) DO NOTHING").format(
     t=TABLE, cols=COLS, vals=sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
 )
@@ -131,3 +139,27 @@ def from_row(row: tuple[Any, ...], where: str) -> SessionRecord:
     if isinstance(created, datetime):
         values["created_at"] = created.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return record_from_dict(original.rebuild(values["session"], values), where=where)
+
+
+def moved_mark(conn: psycopg.Connection[Any], where: str) -> MovedMark | None:
+    found = conn.execute("SELECT to_regclass('minsky_metadata') IS NOT NULL").fetchone()
+    if not (found and found[0]):
+        return None
+    row = conn.execute(sql.SQL("SELECT value FROM {m} WHERE key = %s").format(m=METADATA), (MOVED_KEY,)).fetchone()
+    return MovedMark.from_json(row[0], where) if row else None
+
+
+def set_moved_mark(conn: psycopg.Connection[Any], mark: MovedMark | None) -> None:
+    if mark is None:
+        if moved_mark(conn, "") is not None:
+            conn.execute(sql.SQL("DELETE FROM {m} WHERE key = %s").format(m=METADATA), (MOVED_KEY,))
+        return
+    conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {m} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(m=METADATA)
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {m} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ).format(m=METADATA),
+        (MOVED_KEY, mark.to_json()),
+    )

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from minsky.backend import SessionFilter, VerifyReport
+from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
 from minsky.codec import canonical
 from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError
 from minsky.filters import matches, normalize_task_id, page
@@ -88,12 +88,44 @@ class PostgresStore:
             schema.refuse_newer(int(row[0]) if row else 0)
 
     @contextlib.contextmanager
-    def _writer(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
+    def _writer(self, doing: str, *, check_moved: bool = True) -> Iterator[psycopg.Connection[Any]]:
         with self._tx(doing) as conn:
             if not self._schema_ready:
                 schema.migrate(conn)
+            if check_moved:
+                # Queue behind a migration's table lock, then read the marker it may have left
+                # (each statement of READ COMMITTED sees what committed before it).
+                conn.execute(schema.LOCK_TIMEOUT)
+                conn.execute(sql.SQL("LOCK TABLE {t} IN ROW EXCLUSIVE MODE").format(t=schema.TABLE))
+                mark = schema.moved_mark(conn, self.location)
+                if mark is not None:
+                    raise mark.refusal(self.location)
             yield conn
         self._schema_ready = True
+
+    # -- the moved marker and the write lock -------------------------------------
+
+    def moved(self) -> MovedMark | None:
+        with self._tx("reading the moved marker", snapshot=True) as conn:
+            return schema.moved_mark(conn, self.location)
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[_PgLock]:
+        """``LOCK TABLE sessions IN EXCLUSIVE MODE`` on a connection of its own: writers (even
+        the original's, which take ROW EXCLUSIVE) wait; readers, this store's included, go on."""
+        try:
+            conn = psycopg.connect(**self.params)
+        except psycopg.Error as exc:
+            raise translate(exc, self.params, "connecting") from None
+        try:
+            with conn.transaction():
+                conn.execute(schema.LOCK_TIMEOUT)
+                conn.execute(sql.SQL("LOCK TABLE {t} IN EXCLUSIVE MODE").format(t=schema.TABLE))
+                yield _PgLock(conn)
+        except psycopg.Error as exc:
+            raise translate(exc, self.params, "locking the sessions table") from None
+        finally:
+            conn.close()
 
     # -- reading -------------------------------------------------------------
 
@@ -253,8 +285,9 @@ class PostgresStore:
     # -- writing -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def bulk_writer(self) -> Iterator[_CopyWriter]:
-        with self._writer("writing sessions") as conn:
+    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_CopyWriter]:
+        # A migration may write into a store marked as moved (moving back): no marker check.
+        with self._writer("writing sessions", check_moved=False) as conn:
             # The staging table copies the target's column types (an original table may use
             # varchar) but no defaults: no sequence is drawn per staged row.
             conn.execute(
@@ -263,7 +296,10 @@ class PostgresStore:
                 )
             )
             conn.execute(sql.SQL("ALTER TABLE {s} ADD COLUMN ord BIGINT").format(s=schema.STAGING))
-            yield _CopyWriter(conn)
+            writer = _CopyWriter(conn, on_conflict)
+            yield writer
+            if writer.conflicts and on_conflict == "fail":
+                raise conflict_at_commit(self.location, writer.conflicts)
 
     def insert(self, record: SessionRecord) -> None:
         with self._writer("adding a session") as conn:
@@ -292,9 +328,19 @@ class PostgresStore:
             self._conn = None
 
 
-class _CopyWriter:
+class _PgLock:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+
+    def mark_moved(self, mark: MovedMark | None) -> None:
+        schema.set_moved_mark(self.conn, mark)
+
+
+class _CopyWriter:
+    def __init__(self, conn: psycopg.Connection[Any], on_conflict: OnConflict = "overwrite") -> None:
+        self.conn = conn
+        self.on_conflict = on_conflict
+        self.conflicts: list[str] = []
         self.copy_sql = sql.SQL("COPY {s} (ord, {cols}) FROM STDIN (FORMAT BINARY)").format(
             s=schema.STAGING, cols=schema.COLS
         )
@@ -312,5 +358,11 @@ class _CopyWriter:
             for record in batch:
                 self.ord += 1
                 copy.write_row((self.ord, *schema.to_row(record)))
-        self.conn.execute(schema.UPSERT_FROM_STAGING)
+        if self.on_conflict == "overwrite":
+            self.conn.execute(schema.UPSERT_FROM_STAGING)
+        else:
+            # ON CONFLICT DO NOTHING in the transaction that commits: a row committed before this
+            # statement is seen and kept; one inserted after it waits for our commit and conflicts.
+            inserted = {row[0] for row in self.conn.execute(schema.INSERT_FROM_STAGING).fetchall()}
+            self.conflicts.extend(r.session for r in batch if r.session not in inserted)
         self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))

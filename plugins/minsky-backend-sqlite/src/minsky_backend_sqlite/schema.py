@@ -14,6 +14,7 @@ import sqlite3
 from typing import Any
 
 from minsky import original
+from minsky.backend import MovedMark
 from minsky.codec import canonical, record_from_dict
 from minsky.model import SessionRecord
 
@@ -51,6 +52,10 @@ UPSERT = (
     f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
     "ON CONFLICT(session) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
 )
+INSERT_IF_ABSENT = (
+    f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    "ON CONFLICT(session) DO NOTHING"
+)
 INSERT = f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
@@ -77,3 +82,30 @@ def from_row(columns: list[str], row: tuple[Any, ...], where: str) -> SessionRec
         if values.get(key) is not None:
             data[key] = values[key]
     return record_from_dict(data, where=where)
+
+
+# minsky's own key/value table: the moved marker lives here, never in the sessions table.
+CREATE_METADATA = "CREATE TABLE IF NOT EXISTS minsky_metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+MOVED_KEY = "moved"
+
+
+def moved_mark(conn: sqlite3.Connection, where: str) -> MovedMark | None:
+    try:
+        row = conn.execute("SELECT value FROM minsky_metadata WHERE key = ?", (MOVED_KEY,)).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    return MovedMark.from_json(row[0], where) if row else None
+
+
+def set_moved_mark(conn: sqlite3.Connection, mark: MovedMark | None) -> None:
+    if mark is None:
+        if moved_mark(conn, "") is not None:
+            conn.execute("DELETE FROM minsky_metadata WHERE key = ?", (MOVED_KEY,))
+        return
+    conn.execute(CREATE_METADATA)
+    conn.execute(
+        "INSERT INTO minsky_metadata (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (MOVED_KEY, mark.to_json()),
+    )

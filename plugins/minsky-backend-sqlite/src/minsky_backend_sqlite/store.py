@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
-from minsky.backend import SessionFilter, VerifyReport
+from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
 from minsky.codec import canonical
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
@@ -145,13 +145,23 @@ class SqliteStore:
             )
 
     @contextlib.contextmanager
-    def _writer(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
-        """A connection inside ``BEGIN IMMEDIATE`` on an up-to-date schema; commits on success."""
+    def _writer(
+        self, path: Path | None = None, *, check_moved: bool = True, upgrade: bool = True
+    ) -> Iterator[sqlite3.Connection]:
+        """A connection inside ``BEGIN IMMEDIATE`` on an up-to-date schema; commits on success.
+
+        The moved marker is read once the lock is ours: a writer that queued behind a
+        migration sees the marker it left, and writes nothing."""
         self._check_file()
         conn = self._connect(path or self.path, readonly=False)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            self._migrate(conn)
+            if check_moved:
+                mark = schema.moved_mark(conn, str(self.path))
+                if mark is not None:
+                    raise mark.refusal(str(self.path))
+            if upgrade:
+                self._migrate(conn)
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -184,6 +194,18 @@ class SqliteStore:
         for statement in schema.INDEXES:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+
+    # -- the moved marker and the write lock -------------------------------------
+
+    def moved(self) -> MovedMark | None:
+        with self._reader() as conn:
+            return None if conn is None else schema.moved_mark(conn, str(self.path))
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[_SqliteLock]:
+        # No schema upgrade: locking (and marking) an original's database leaves its tables alone.
+        with self._writer(check_moved=False, upgrade=False) as conn:
+            yield _SqliteLock(conn)
 
     # -- reading -------------------------------------------------------------
 
@@ -306,28 +328,47 @@ class SqliteStore:
     # -- writing -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def bulk_writer(self) -> Iterator[_SqliteBulkWriter]:
+    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_SqliteBulkWriter]:
+        # A migration may write into a store marked as moved (moving back): no marker check.
         self._check_file()
         if self.path.exists() and self.path.stat().st_size > 0:
-            with self._writer() as conn:
-                yield _SqliteBulkWriter(conn)
+            with self._writer(check_moved=False) as conn:
+                writer = _SqliteBulkWriter(conn, on_conflict)
+                yield writer
+                writer.finish(str(self.path))
             return
         # A new database: build it aside, then move it into place whole.
         _remove_dead_temps(self.path)
         temp = self.path.parent / f"{TEMP_PREFIX}{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}"
         try:
-            with self._writer(temp) as conn:
-                yield _SqliteBulkWriter(conn)
+            with self._writer(temp, check_moved=False) as conn:
+                writer = _SqliteBulkWriter(conn, on_conflict)
+                yield writer
             conn.close()
             _fsync_file(temp)
             try:
                 os.link(temp, self.path)  # never replaces a database that appeared meanwhile
             except FileExistsError:
-                raise StoreError(f"{self.path} appeared while it was being written; rerun") from None
+                # Another writer created it meanwhile: merge into it under the conflict rule.
+                writer.conflicts = [*self._merge_built(temp, on_conflict)]
             fsync_dir(self.path.parent)
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{temp}{suffix}").unlink(missing_ok=True)
+
+    def _merge_built(self, temp: Path, on_conflict: OnConflict) -> Sequence[str]:
+        """Copy a database built aside into the one that appeared at our path, in one transaction."""
+        source = self._connect(temp, readonly=True)
+        try:
+            with self._writer(check_moved=False) as conn:
+                writer = _SqliteBulkWriter(conn, on_conflict)
+                records = self._select(source, "ORDER BY rowid")
+                while batch := [record for _, record in zip(range(1000), records, strict=False)]:
+                    writer.write(batch)
+                writer.finish(str(self.path))
+                return writer.conflicts
+        finally:
+            source.close()
 
     def insert(self, record: SessionRecord) -> None:
         with self._writer() as conn:
@@ -355,12 +396,42 @@ class SqliteStore:
         pass
 
 
-class _SqliteBulkWriter:
+class _SqliteLock:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
+    def mark_moved(self, mark: MovedMark | None) -> None:
+        schema.set_moved_mark(self.conn, mark)
+
+
+class _SqliteBulkWriter:
+    """Upserts, or — for ``skip``/``fail`` — inserts what is absent, inside the ``BEGIN IMMEDIATE``
+    transaction that commits them: the names found present are the conflicts at commit time."""
+
+    def __init__(self, conn: sqlite3.Connection, on_conflict: OnConflict = "overwrite") -> None:
+        self.conn = conn
+        self.on_conflict = on_conflict
+        self.conflicts: list[str] = []
+
     def write(self, batch: Sequence[SessionRecord]) -> None:
-        self.conn.executemany(schema.UPSERT, [schema.to_row(r) for r in batch])
+        rows = [schema.to_row(r) for r in batch]
+        if not rows:
+            return
+        if self.on_conflict == "overwrite":
+            self.conn.executemany(schema.UPSERT, rows)
+            return
+        # We hold the write lock: what this finds present stays so until the commit.
+        names = [row[0] for row in rows]
+        marks = ", ".join("?" * len(names))
+        query = f"SELECT session FROM sessions WHERE session IN ({marks})"
+        present = {name for (name,) in self.conn.execute(query, names)}
+        self.conflicts.extend(name for name in names if name in present)
+        self.conn.executemany(schema.INSERT_IF_ABSENT, rows)
+
+    def finish(self, location: str) -> None:
+        """Raise (so the transaction rolls back) if ``fail`` met records that exist."""
+        if self.conflicts and self.on_conflict == "fail":
+            raise conflict_at_commit(location, self.conflicts)
 
 
 def _task_variants(task: str) -> list[str]:

@@ -1,0 +1,172 @@
+"""The last step of a migration while sessions keep being written.
+
+The bulk copy reads one snapshot of the source and remembers a short digest of
+every record it read (``Snapshot``). Sessions started, ended or deleted in the
+source after that snapshot are found by comparing digests. With ``--set-default``
+they are copied under the source's write lock — writers wait, none is lost — the
+source is marked as moved and the default switched before the lock is released
+(``finish_move``). Without it they are only counted (``count_changes``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+
+import attrs
+
+from minsky import hooks
+from minsky.backend import (
+    BulkWriter,
+    LockableStore,
+    MovedMark,
+    OnConflict,
+    ReadableStore,
+    Store,
+    WriteLock,
+    accepts_on_conflict,
+)
+from minsky.codec import canonical
+from minsky.errors import ConflictError
+from minsky.model import SessionRecord
+
+BATCH_SIZE = 1000
+
+
+def short_digest(canonical_form: bytes) -> bytes:
+    """Eight bytes of the record's SHA-256: enough to tell a changed record, and small enough
+    to hold one per session of a million-session store."""
+    return hashlib.sha256(canonical_form).digest()[:8]
+
+
+@attrs.define
+class Snapshot:
+    """What the bulk copy read (name → short digest) and which of those it did not write."""
+
+    digests: dict[str, bytes] = attrs.field(factory=dict)
+    not_written: set[str] = attrs.field(factory=set)
+
+
+@attrs.define
+class Changes:
+    changed: list[SessionRecord] = attrs.field(factory=list)
+    deleted: list[str] = attrs.field(factory=list)
+
+    def __len__(self) -> int:
+        return len(self.changed) + len(self.deleted)
+
+
+@attrs.define
+class CatchUp:
+    """What the last step did; ``locked_seconds`` is how long the source's writers waited."""
+
+    written: int = 0
+    deleted: int = 0
+    locked: bool = False
+    locked_seconds: float = 0.0
+    marked_moved: bool = False
+
+
+@attrs.frozen
+class Switch:
+    """``--set-default``: the mark to leave in the source, and the config change to make."""
+
+    mark: MovedMark
+    apply: Callable[[], None]
+
+
+def changes_since(snapshot: Snapshot, store: ReadableStore) -> Changes:
+    """Sessions new or different since the snapshot, and those no longer there."""
+    found = Changes()
+    seen: set[str] = set()
+    for record in hooks.read(store):
+        seen.add(record.session)
+        if snapshot.digests.get(record.session) != short_digest(canonical(record)):
+            found.changed.append(record)
+    found.deleted = [name for name in snapshot.digests if name not in seen]
+    return found
+
+
+def count_changes(snapshot: Snapshot, store: ReadableStore) -> int:
+    return len(changes_since(snapshot, store))
+
+
+def open_writer(store: Store, on_conflict: OnConflict) -> AbstractContextManager[BulkWriter]:
+    """The target's bulk writer with the conflict rule applied at commit time when it can."""
+    if accepts_on_conflict(store):
+        return store.bulk_writer(on_conflict=on_conflict)  # type: ignore[call-arg]
+    return store.bulk_writer()
+
+
+def write_all(store: Store, records: Iterable[SessionRecord], on_conflict: OnConflict) -> tuple[int, list[str]]:
+    """Write records in batches; returns how many were handed over and the commit-time conflicts."""
+    stream: Iterator[SessionRecord] = iter(records)
+    handed = 0
+    with open_writer(store, on_conflict) as writer:
+        while batch := list(itertools.islice(stream, BATCH_SIZE)):
+            hooks.stage(store, writer, batch)  # the write hook, once per batch
+            handed += len(batch)
+    return handed, list(getattr(writer, "conflicts", []))
+
+
+def _source_lock(store: ReadableStore) -> AbstractContextManager[WriteLock | None]:
+    if isinstance(store, LockableStore):
+        return store.write_lock()
+    return contextlib.nullcontext()
+
+
+def finish_move(
+    source: ReadableStore,
+    target: Store,
+    snapshot: Snapshot,
+    on_conflict: OnConflict,
+    *,
+    admit: Callable[[SessionRecord], bool],
+    switch: Switch | None,
+) -> CatchUp:
+    """Copy what changed since the snapshot under the source's write lock; then, still
+    holding it, mark the source as moved and switch the default."""
+    result = CatchUp(locked=isinstance(source, LockableStore))
+    with _source_lock(source) as lock:
+        started = time.perf_counter()
+        if switch is not None:
+            _clear_mark(target)  # before the deletions below, which a marked store refuses
+        late = changes_since(snapshot, source)
+        ours = [r for r in late.changed if r.session in snapshot.digests and r.session not in snapshot.not_written]
+        new = [r for r in late.changed if r.session not in snapshot.digests or r.session in snapshot.not_written]
+        if on_conflict == "skip":
+            new = [r for r in new if r.session not in snapshot.not_written]
+        ours, new = [r for r in ours if admit(r)], [r for r in new if admit(r)]
+        if ours:
+            result.written += write_all(target, ours, "overwrite")[0]
+        if new:
+            try:
+                handed, conflicts = write_all(target, new, on_conflict)
+            except ConflictError as exc:
+                raise ConflictError(
+                    f"{exc.message}; they were started in the source during the migration. "
+                    "The other sessions were copied; the default was not switched",
+                    hint=exc.hint,
+                ) from None
+            result.written += handed - (len(conflicts) if on_conflict == "skip" else 0)
+        for name in late.deleted:
+            if name not in snapshot.not_written and hooks.delete(target, name):
+                result.deleted += 1
+        if switch is not None:
+            if lock is not None:
+                lock.mark_moved(switch.mark)
+                result.marked_moved = True
+            switch.apply()
+        result.locked_seconds = time.perf_counter() - started
+    return result
+
+
+def _clear_mark(target: Store) -> None:
+    """Moving back into a store that was marked as moved makes it a live store again."""
+    if isinstance(target, LockableStore) and target.moved() is not None:
+        with target.write_lock() as lock:
+            lock.mark_moved(None)
