@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -30,7 +31,7 @@ from minsky.backend import (
     WriteLock,
     accepts_on_conflict,
 )
-from minsky.codec import canonical
+from minsky.codec import canonical_stream, record_from_dict
 from minsky.errors import ConflictError
 from minsky.model import SessionRecord
 
@@ -80,14 +81,24 @@ class Switch:
 
 
 def changes_since(snapshot: Snapshot, store: ReadableStore) -> Changes:
-    """Sessions new or different since the snapshot, and those no longer there."""
+    """Sessions new or different since the snapshot, and those no longer there.
+
+    Compares digests of the canonical forms the store holds (its ``read_canonical`` fast path
+    when it has one): only the records that changed are decoded. This runs while the source's
+    writers wait, so it must be as short as a full read can be.
+    """
+    before = set(snapshot.digests.values())
+    still: set[bytes] = set()
     found = Changes()
-    seen: set[str] = set()
-    for record in hooks.read(store):
-        seen.add(record.session)
-        if snapshot.digests.get(record.session) != short_digest(canonical(record)):
-            found.changed.append(record)
-    found.deleted = [name for name in snapshot.digests if name not in seen]
+    for blob in canonical_stream(store):
+        digest = short_digest(blob)
+        if digest in before:
+            still.add(digest)
+        else:
+            data = json.loads(blob.decode("utf-8", "surrogatepass"))  # few: only what changed
+            found.changed.append(record_from_dict(data, where=f"{store.location}: "))
+    renamed = {record.session for record in found.changed}
+    found.deleted = [name for name, digest in snapshot.digests.items() if digest not in still and name not in renamed]
     return found
 
 

@@ -296,7 +296,8 @@ def _after_copy(
 ) -> None:
     """Copy late changes and switch (``--set-default``, verified copy), or count them."""
     if switch is None or not report.ok:
-        report.changed_in_source = count_changes(snapshot, source.store)
+        if isinstance(source.store, Store):  # a backup file does not change
+            report.changed_in_source = count_changes(snapshot, source.store)
         return
     assert isinstance(target.store, Store)
 
