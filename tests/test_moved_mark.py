@@ -67,3 +67,17 @@ def test_move_marks_the_old_store_and_moving_back_clears_it(
     with sqlite3.connect(db) as conn:  # the SQLite store it left is marked, beside its sessions table
         assert conn.execute("SELECT key FROM minsky_metadata").fetchall() == [("moved",)]
         assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 3
+
+
+def test_a_json_store_in_any_layout_is_compared_by_content(minsky: Invoke, state_dir: Path, tmp_path: Path) -> None:
+    """One record per line after the streamed layout's first line, but not in canonical form and
+    with ``baseDir`` on the closing line: nothing changed, and none is counted as changed."""
+    state_dir.mkdir(parents=True)
+    items = [
+        {"session": f"s{i}", "repoName": "r", "repoUrl": "u", "createdAt": "2025-01-01T00:00:00Z"} for i in range(3)
+    ]
+    lines = ",\n".join(json.dumps(item, indent=None, separators=(", ", ": ")) for item in items)
+    (state_dir / "session-db.json").write_text('{"sessions": [\n' + lines + '\n], "baseDir": "/x"}\n', "utf-8")
+    moved = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "s.db"), "--json")
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.stdout)["changedInSource"] == 0

@@ -31,8 +31,8 @@ from minsky.backend import (
     WriteLock,
     accepts_on_conflict,
 )
-from minsky.codec import canonical_stream, record_from_dict
-from minsky.errors import ConflictError
+from minsky.codec import canonical, canonical_stream, record_from_dict
+from minsky.errors import ConflictError, MinskyError
 from minsky.model import SessionRecord
 
 BATCH_SIZE = 1000
@@ -84,19 +84,29 @@ def changes_since(snapshot: Snapshot, store: ReadableStore) -> Changes:
     """Sessions new or different since the snapshot, and those no longer there.
 
     Compares digests of the canonical forms the store holds (its ``read_canonical`` fast path
-    when it has one): only the records that changed are decoded. This runs while the source's
-    writers wait, so it must be as short as a full read can be.
+    when it has one): only records whose digest is new are decoded. This runs while the
+    source's writers wait, so it must be as short as a full read can be. Should the fast path
+    hand back something that is not a record, the store is read the ordinary way instead.
     """
+    try:
+        return _changes(snapshot, canonical_stream(store), store.location)
+    except (ValueError, MinskyError):
+        return _changes(snapshot, (canonical(record) for record in hooks.read(store)), store.location)
+
+
+def _changes(snapshot: Snapshot, blobs: Iterable[bytes], where: str) -> Changes:
     before = set(snapshot.digests.values())
     still: set[bytes] = set()
     found = Changes()
-    for blob in canonical_stream(store):
+    for blob in blobs:
         digest = short_digest(blob)
-        if digest in before:
-            still.add(digest)
-        else:
-            data = json.loads(blob.decode("utf-8", "surrogatepass"))  # few: only what changed
-            found.changed.append(record_from_dict(data, where=f"{store.location}: "))
+        if digest not in before:  # new or changed, or bytes not in canonical form: decode to tell
+            record = record_from_dict(json.loads(blob.decode("utf-8", "surrogatepass")), where=f"{where}: ")
+            digest = short_digest(canonical(record))
+            if digest not in before:
+                found.changed.append(record)
+                continue
+        still.add(digest)
     renamed = {record.session for record in found.changed}
     found.deleted = [name for name, digest in snapshot.digests.items() if digest not in still and name not in renamed]
     return found

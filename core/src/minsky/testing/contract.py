@@ -14,6 +14,7 @@ import pytest
 from minsky.backend import SessionFilter, Store, VerifyReport
 from minsky.codec import StoreDigest, canonical, canonical_stream
 from minsky.errors import ConflictError, MinskyError, NotFoundError, UsageError
+from minsky.testing.live_contract import LiveStoreContract
 from minsky.testing.records import generated_records, sample_records
 
 StoreFactory = Callable[[], Store]
@@ -28,7 +29,7 @@ def _load(store: Store, records: list) -> None:  # type: ignore[type-arg]
         writer.write(records)
 
 
-class StoreContract:
+class StoreContract(LiveStoreContract):
     @pytest.fixture
     def make_store(self) -> StoreFactory:
         raise NotImplementedError("give a make_store fixture returning a Store factory")
