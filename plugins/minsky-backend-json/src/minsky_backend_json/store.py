@@ -28,6 +28,7 @@ from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
+from minsky_backend_json import turn
 
 Document = dict[str, Any]
 
@@ -146,15 +147,21 @@ class JsonStore:
 
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[MarkerFile]:
-        with self._locked(check_moved=False):
+        with turn.claim(self._lock_path), self._locked(check_moved=False, claimed=True):
             yield MarkerFile(self.path)
 
+    @property
+    def _lock_path(self) -> Path:
+        return Path(f"{self.path}.lock")
+
     @contextlib.contextmanager
-    def _locked(self, *, check_moved: bool = True) -> Iterator[None]:
+    def _locked(self, *, check_moved: bool = True, claimed: bool = False) -> Iterator[None]:
         """The lock file, held across read-modify-write. Checked after the wait: a writer that
         queued behind a migration must see the marker that migration left."""
         ensure_private_dir(self.path.parent)
-        lock = filelock.FileLock(f"{self.path}.lock", timeout=self.lock_timeout, mode=0o600)
+        if not claimed:
+            turn.give_way(self._lock_path, self.lock_timeout)
+        lock = filelock.FileLock(self._lock_path, timeout=self.lock_timeout, mode=0o600)
         try:
             lock.acquire()
         except filelock.Timeout:
