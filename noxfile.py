@@ -13,6 +13,7 @@ DISTRIBUTIONS = [
     "./plugins/minsky-backend-sqlite",
     "./plugins/minsky-backend-postgres",
     "./examples/minsky-backend-jsonl",  # installed as a third party would: by entry point only
+    "./examples/minsky-audit",  # a plugin that is not a backend: the write hook, by entry point only
 ]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
 
