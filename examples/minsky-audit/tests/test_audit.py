@@ -121,3 +121,12 @@ def test_the_log_can_be_placed_elsewhere(minsky: Run, home: Path, tmp_path: Path
     minsky("session", "start", "alpha", "--repo", REPO_URL, MINSKY_AUDIT_LOG=str(elsewhere))
     assert audit(home) == []
     assert [json.loads(line)["session"] for line in elsewhere.read_text("utf-8").splitlines()] == ["alpha"]
+
+
+def test_a_log_that_cannot_be_written_is_one_clear_error(minsky: Run, home: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    done = minsky("session", "start", "alpha", "--repo", REPO_URL, ok=False, MINSKY_AUDIT_LOG=str(blocked / "a.log"))
+    assert done.returncode == 4 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"minsky: error: cannot append to the audit log {blocked / 'a.log'}: ")
+    assert "the change itself was made" in done.stderr

@@ -32,6 +32,7 @@ from typing import Any
 from minsky import hookimpl
 from minsky.backend import Store
 from minsky.codec import record_digest
+from minsky.errors import StoreError
 from minsky.operations import WriteBatch, Written
 
 ENV = "MINSKY_AUDIT_LOG"
@@ -65,7 +66,11 @@ def write(store: Store, batch: WriteBatch) -> Generator[None, Written, Written]:
     entries: list[tuple[str, str | None]] = [(r.session, record_digest(r)) for r in written.records]
     entries += [(name, before.get(name)) for name in written.deleted]
     if entries:
-        append(store.location, batch.kind, entries)
+        try:
+            append(store.location, batch.kind, entries)
+        except OSError as exc:  # a full disk, a read-only log: one line, never a traceback
+            done = "nothing of it was committed" if batch.kind == "upsert" else "the change itself was made"
+            raise StoreError(f"cannot append to the audit log {log_path()}: {exc.strerror}; {done}") from None
     return written
 
 
