@@ -17,12 +17,17 @@ from minsky.backend import BulkWriter, ReadableStore, SessionFilter, Store, Veri
 from minsky.model import SessionRecord
 from minsky.operations import BackupResult, WriteBatch, Written
 
+_registry: Callable[[], Any] | None = None
+
 
 def relay() -> Any:
     """``pm.hook`` of the process-wide plugin manager (loads plugins on first use)."""
-    from minsky.plugins import registry
+    global _registry
+    if _registry is None:  # imported on first use (not by `--help`), then kept: called once a batch
+        from minsky.plugins import registry
 
-    return registry().manager.hook
+        _registry = registry
+    return _registry().manager.hook
 
 
 def read(store: ReadableStore, where: SessionFilter | None = None) -> Iterator[SessionRecord]:
