@@ -19,6 +19,9 @@ import pytest
 from minsky.codec import record_digest, record_from_dict, record_to_dict
 from minsky.testing.records import generated_records
 
+# Installed (nox -s tests installs it), not imported by these tests: only minsky loads it, by entry point.
+pytest.importorskip("minsky_audit", reason="install ./examples/minsky-audit (nox -s tests does)")
+
 REPO_URL = "https://github.com/acme/widgets.git"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
