@@ -197,3 +197,40 @@ def test_plugins_list_shows_the_hooks_of_each_plugin(minsky, minsky_json) -> Non
     text = minsky("plugins", "list").stdout
     assert "sqlite\t" in text and "hooks: register_backends" in text
     assert "minsky.builtin\t(built-in, runs last)\thooks: backup, read, restore, verify, write" in text
+
+
+class NoRestores:
+    """Vetoes backups into one directory and every restore into SQLite."""
+
+    def __init__(self, forbidden: Path) -> None:
+        self.forbidden = forbidden
+
+    @hookimpl(wrapper=True)
+    def backup(self, stem: Path) -> Any:
+        if stem.parent == self.forbidden:
+            raise PolicyError(f"backups may not be written to {self.forbidden}")
+        return (yield)
+
+    @hookimpl(wrapper=True)
+    def restore(self, backend: str) -> Any:
+        if backend == "sqlite":
+            raise PolicyError("restores into sqlite are not allowed here")
+        return (yield)
+
+
+def test_backups_and_restores_can_be_vetoed(minsky, minsky_json, state_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write_json_store(state_dir / "session-db.json", 3)
+    made = minsky_json("sessiondb", "export", "--output", str(tmp_path / "ok"))
+    target = tmp_path / "t.db"
+    for _ in plugged(NoRestores(tmp_path / "no")):
+        refused = minsky("sessiondb", "export", "--output", str(tmp_path / "no"))
+        assert (refused.exit_code, refused.stderr) == (
+            12,
+            f"minsky: error: backups may not be written to {tmp_path / 'no'}\n",
+        )
+        assert list((tmp_path / "no").iterdir()) == []
+        refused = minsky(
+            "sessiondb", "restore", "--backup", made["backup"], "--to", "sqlite", "--sqlite-path", str(target)
+        )
+        assert (refused.exit_code, refused.stderr) == (12, "minsky: error: restores into sqlite are not allowed here\n")
+    assert not target.exists()
