@@ -9,6 +9,7 @@ cleanly), so what is restored is what was checked.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 from minsky.backup.files import check_symlinks, open_regular, shown
 from minsky.backup.layout import Layout, sessions
 from minsky.backup.scan import HashingBytes, Scanner
-from minsky.codec import StoreDigest, record_from_dict
+from minsky.codec import StoreDigest, canonical_of_dict, record_from_dict
 from minsky.errors import ConflictError, StoreError, VerificationError
 from minsky.model import SessionRecord
 
@@ -51,7 +52,8 @@ class Backup:
         return True
 
     def read(self) -> Iterator[SessionRecord]:
-        return self._pass(Layout())
+        where = f"backup {shown(self.path)}: session "
+        return (record_from_dict(item, where=f"{where}{index}: ") for index, item in enumerate(self._pass(Layout())))
 
     def count(self) -> int:
         return self.digest.count
@@ -121,21 +123,24 @@ class Backup:
 
     def _inspect(self) -> None:
         seen: set[str] = set()
-        for record in self._pass(self.layout):
-            self.digest.add_record(record)
-            if record.session in seen:
-                self.repeated[record.session] = self.repeated.get(record.session, 1) + 1
-            seen.add(record.session)
+        where = f"backup {shown(self.path)}: session "
+        for index, item in enumerate(self._pass(self.layout)):
+            # The canonical form straight from the decoded dict: what the record's would be, at half the cost.
+            self.digest.add(hashlib.sha256(canonical_of_dict(item, where=f"{where}{index}: ")).hexdigest())
+            name = item["session"]
+            if name in seen:
+                self.repeated[name] = self.repeated.get(name, 1) + 1
+            seen.add(name)
 
-    def _pass(self, layout: Layout) -> Iterator[SessionRecord]:
+    def _pass(self, layout: Layout) -> Iterator[Any]:
+        """The session entries as decoded; raises at the end if the bytes were not the inspected ones."""
         raw = HashingBytes(self.fd, self.size)
         text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="strict", newline="")
         where = f"backup {shown(self.path)}"
         changed = StoreError(f"{where} changed while it was being read; nothing was restored from it")
         try:
             scanner = Scanner(text.read, where)
-            for index, item in enumerate(sessions(scanner, layout)):
-                yield record_from_dict(item, where=f"{where}: session {index}: ")
+            yield from sessions(scanner, layout)
             while text.read(1 << 20):
                 pass
         except OSError as exc:
