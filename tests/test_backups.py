@@ -89,6 +89,12 @@ def test_the_originals_backups_restore_to_exactly_the_expected_records(
     assert backup.read_bytes() == before
 
 
+def test_import_takes_the_originals_backup_into_the_configured_store(minsky_json) -> None:  # type: ignore[no-untyped-def]
+    report = minsky_json("sessiondb", "import", str(EPOCH))
+    assert report["counts"]["written"] == 8 and report["verificationResult"]["ok"] is True
+    assert canonical_lines(minsky_json("session", "list")["sessions"]) == expected("json-unique")
+
+
 def test_a_backup_holding_a_name_twice_is_refused_by_name(minsky, target: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = minsky("sessiondb", "restore", "--backup", str(BARE_STORE), "--to", target.backend, *target.flags)
     assert result.exit_code == ConflictError.exit_code, result.output

@@ -151,6 +151,8 @@ def restore(
     try:
         if isinstance(source, Backup):
             chosen.confirm(source)
+            # Repeated names would be lost in a keyed target: refused here until the engine
+            # offers a policy for them (--on-duplicate); with one, pass it on instead.
             source.refuse_repeated()
         dst = app.store(backend, target_flags)
         report = migrate(
