@@ -125,7 +125,8 @@ def _locked_temp(dir_fd: int, stem: str) -> tuple[int, str]:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600, dir_fd=dir_fd)
         except FileExistsError:
             continue
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):  # no locks here (some NFS): no cleaner can lock it either
+            fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
             return fd, name
         os.close(fd)  # a cleaner removed it between create and lock: take another name
