@@ -31,6 +31,7 @@ from minsky.quarantine import write_quarantine
 from minsky_backend_json import turn
 
 Document = dict[str, Any]
+MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
 
 
 class JsonStore:
@@ -147,7 +148,9 @@ class JsonStore:
 
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[MarkerFile]:
-        with turn.claim(self._lock_path), self._locked(check_moved=False, claimed=True):
+        # Writers already queued go first, each holding the lock for a whole-document rewrite
+        # (seconds on a large store): the migration may wait for several of them.
+        with turn.claim(self._lock_path), self._locked(check_moved=False, claimed=True, patience=MIGRATION_PATIENCE):
             yield MarkerFile(self.path)
 
     @property
@@ -155,18 +158,19 @@ class JsonStore:
         return Path(f"{self.path}.lock")
 
     @contextlib.contextmanager
-    def _locked(self, *, check_moved: bool = True, claimed: bool = False) -> Iterator[None]:
+    def _locked(self, *, check_moved: bool = True, claimed: bool = False, patience: float = 1) -> Iterator[None]:
         """The lock file, held across read-modify-write. Checked after the wait: a writer that
         queued behind a migration must see the marker that migration left."""
         ensure_private_dir(self.path.parent)
-        if not claimed:
-            turn.give_way(self._lock_path, self.lock_timeout)
-        lock = filelock.FileLock(self._lock_path, timeout=self.lock_timeout, mode=0o600)
+        if not claimed:  # as long as the migration may wait for the lock, and a step more
+            turn.give_way(self._lock_path, self.lock_timeout * (MIGRATION_PATIENCE + 1))
+        timeout = self.lock_timeout * patience
+        lock = filelock.FileLock(self._lock_path, timeout=timeout, mode=0o600)
         try:
             lock.acquire()
         except filelock.Timeout:
             raise LockedError(
-                f"{self.path} is locked by another minsky process (waited {self.lock_timeout:g}s)",
+                f"{self.path} is locked by another minsky process (waited {timeout:g}s)",
                 hint=f"check with: lsof {self.path}.lock",
             ) from None
         except OSError as exc:
