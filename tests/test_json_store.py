@@ -50,7 +50,8 @@ CORRUPT = {
     "truncated": b'{"sessions": [{"session": "a"',
     "not-utf8": b'{"sessions": [{"session": "\xff\xfe"}]}',
     "two-documents": b'{"sessions": []}{"sessions": []}',
-    "list-at-top": b"[]",
+    "number-at-top": b"42",
+    "backup-wrapper-as-store": b'{"timestamp": "t", "version": "1.0", "data": {"sessions": []}}',
     "sessions-not-list": b'{"sessions": {"a": 1}}',
     "record-without-name": b'{"sessions": [{"repoName": "x"}]}',
 }
@@ -65,7 +66,8 @@ def test_corrupt_store_is_reported_and_never_overwritten(minsky, state_dir: Path
         result = minsky(*args)
         assert result.exit_code == StoreError.exit_code, (args, result.output)
         assert str(store) in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+        first, *hints = result.stderr.strip().splitlines()
+        assert first.startswith("minsky: error: ") and all(h.startswith("minsky: hint: ") for h in hints)
         assert "Traceback" not in result.output
         assert store.read_bytes() == CORRUPT[name]
 

@@ -29,7 +29,8 @@ import attrs
 from minsky import hooks
 from minsky.backend import OnConflict, ReadableStore, Store
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
-from minsky.codec import StoreDigest, canonical, canonical_stream
+from minsky.codec import StoreDigest, canonical, canonical_stream, record_digest
+from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, key_function, stop
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 from minsky.prefetch import prefetched
@@ -91,6 +92,7 @@ class Report:
     same_store: bool = False
     changed_in_source: int | None = None
     catch_up: CatchUp | None = None
+    duplicates: DuplicatePlan | None = None
 
     @property
     def ok(self) -> bool:
@@ -126,6 +128,7 @@ class Report:
                 "lockedSeconds": round(self.catch_up.locked_seconds, 3),
                 "markedMoved": self.catch_up.marked_moved,
             },
+            "duplicates": self.duplicates.to_json() if self.duplicates else None,
         }
 
 
@@ -167,6 +170,7 @@ def migrate(
     target: Endpoint,
     *,
     on_conflict: OnConflict = "fail",
+    on_duplicate: OnDuplicate = "fail",
     dry_run: bool = False,
     verify: bool = False,
     backup_dir: Path | None = None,
@@ -206,8 +210,14 @@ def migrate(
         report.same_store = True
         return report
     existing = set(target.store.keys()) if target.store.exists() else set()
+    # One pass over the source's names, before anything is written: names it repeats, names the target holds.
+    scan = KeyScan.of(source.store.keys(), existing, key_function(target.store))
+    plan = DuplicatePlan(on_duplicate, scan, key_function(target.store))
+    report.duplicates = plan if scan.copies else None
+    if scan.copies and on_duplicate == "fail":
+        raise stop(scan, report, dry_run=dry_run)
     if existing:
-        conflicts = [name for name in source.store.keys() if name in existing]
+        conflicts = scan.conflicts
         report.conflicts = len(conflicts)
         report.conflict_examples = conflicts[:CONFLICT_EXAMPLES]
         if conflicts and on_conflict == "fail" and not dry_run:
@@ -231,17 +241,21 @@ def migrate(
             raw = hashlib.sha256(blob).digest()
             digest = raw.hex()
             source_digest.add(digest)
-            snapshot.digests[record.session] = raw[: len(short_digest(b""))]
             reason = reject_reason(blob)
+            kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
+            name = plan.snapshot_name(record, kept)
+            snapshot.digests[name] = raw[: len(short_digest(b""))]
             if reason is not None:
                 report.rejected.append({"session": record.session, "reason": reason})
-                snapshot.not_written.add(record.session)
-            elif record.session in existing and on_conflict != "overwrite":
+                snapshot.not_written.add(name)
+            elif kept is None or (kept.session in existing and on_conflict != "overwrite"):
                 report.skipped += 1
-                snapshot.not_written.add(record.session)
+                snapshot.not_written.add(name)
             else:
-                written_digest.add(digest)
-                yield record
+                written = digest if kept is record else record_digest(kept)
+                written_digest.add(written)
+                plan.remember(kept.session, bytes.fromhex(written)[: len(short_digest(b""))])
+                yield kept
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)
 
@@ -265,7 +279,7 @@ def migrate(
         time.perf_counter() - started,
     )
     if verify and not dry_run:
-        report.verification = verify_target(target, written_digest, snapshot, existing, on_conflict)
+        report.verification = verify_target(target, written_digest, snapshot, existing, on_conflict, plan)
     if not dry_run:
         _after_copy(report, source, target, snapshot, on_conflict, switch)
     report.seconds = time.perf_counter() - started
@@ -312,7 +326,12 @@ def _after_copy(
 
 
 def verify_target(
-    target: Endpoint, written: StoreDigest, snapshot: Snapshot, existing: set[str], on_conflict: OnConflict
+    target: Endpoint,
+    written: StoreDigest,
+    snapshot: Snapshot,
+    existing: set[str],
+    on_conflict: OnConflict,
+    plan: DuplicatePlan | None = None,
 ) -> Verification:
     """Re-read the target and compare it with what was written.
 
@@ -329,15 +348,19 @@ def verify_target(
             target_digest.add(hashlib.sha256(blob).hexdigest())
         if target_digest.count == written.count and target_digest.hexdigest == written.hexdigest:
             return Verification(ok=True, source_count=written.count, target_count=target_digest.count)
-    # The slow path compares decoded records, not stored bytes: it names real differences.
+    # The slow path compares decoded records, not stored bytes: it names real differences. With
+    # repeated names it compares every copy the source held, as the rule kept it: a lost one fails.
+    wanted = plan.written if plan is not None and plan.written else {n: [d] for n, d in snapshot.digests.items()}
     expected = {
-        name: digest
-        for name, digest in snapshot.digests.items()
+        name: digests
+        for name, digests in wanted.items()
         if name not in snapshot.not_written and (name not in existing or on_conflict == "overwrite")
     }
     found = {record.session: short_digest(canonical(record)) for record in target.store.read()}
     missing = sorted(name for name in expected if name not in found)
-    mismatched = sorted(name for name, digest in expected.items() if name in found and found[name] != digest)
+    # A keyed target holds one record per name: copies past the first cannot all be there.
+    missing += [f"{name} (copy {n + 1} of {len(d)})" for name, d in sorted(expected.items()) for n in range(1, len(d))]
+    mismatched = sorted(name for name, d in expected.items() if name in found and found[name] not in d)
     extra = sorted(name for name in found if name not in expected and name not in existing)
     ok = not (missing or mismatched or extra)
     return Verification(

@@ -93,7 +93,7 @@ class Backup:
             raise ConflictError(
                 f"backup {shown(self.path)} holds {len(names)} session name(s) more than once: {listed}{more}; "
                 "a store keeps one record per name, so nothing was restored",
-                hint="restore a copy of the file in which each name appears once",
+                hint="choose --on-duplicate first|last|rename, or restore a copy in which each name appears once",
             )
 
     def to_json(self) -> dict[str, Any]:

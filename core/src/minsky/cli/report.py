@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
 
 from minsky.cli.output import emit_json
+from minsky.duplicates import DuplicateError
 from minsky.errors import MinskyError, RejectedRecordsError, VerificationError
 from minsky.migrate import Report
 
@@ -34,6 +36,17 @@ def progress_line(enabled: bool, source: Any) -> Callable[[int], None] | None:
         click.echo(line + "   ", err=True, nl=False)
 
     return show
+
+
+@contextlib.contextmanager
+def reporting_stops(as_json: bool) -> Iterator[None]:
+    """A migration stopped before writing (repeated names) still prints its report under --json."""
+    try:
+        yield
+    except DuplicateError as exc:
+        if as_json and isinstance(exc.report, Report):
+            emit_json(exc.report.to_json() | {"ok": False, "stopped": exc.message})
+        raise
 
 
 def finish(
@@ -79,6 +92,13 @@ def print_report(report: Report, verb: str) -> None:
         click.echo(f"  rejected {item['session']!r}: {item['reason']}")
     if report.conflicts:
         click.echo(f"  {report.conflicts} already in the target, e.g. {', '.join(report.conflict_examples)}")
+    if report.duplicates is not None:
+        dup = report.duplicates
+        click.echo(f"  repeated names ({dup.policy}): {dup.scan.describe()}")
+        for item in dup.skipped[:10]:
+            click.echo(f"    skipped {item['session']!r} copy {item['copy']} (sha256 {item['digest'][:12]}…)")
+        for item in dup.renamed[:10]:
+            click.echo(f"    renamed {item['session']!r} copy {item['copy']} to {item['as']!r}")
     if report.backup:
         click.echo(f"  backup: {report.backup}")
     if report.verification is not None:

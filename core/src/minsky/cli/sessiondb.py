@@ -12,8 +12,9 @@ from minsky import hooks
 from minsky.backend import OnConflict
 from minsky.cli.app import get_app
 from minsky.cli.output import emit_json, printable
-from minsky.cli.report import finish, progress_line
+from minsky.cli.report import finish, progress_line, reporting_stops
 from minsky.cli.store_flags import flags_from, open_pair, split_flags, target_options
+from minsky.duplicates import POLICIES, OnDuplicate
 from minsky.errors import StoreError, UsageError
 from minsky.migrate import Endpoint, migrate
 
@@ -24,6 +25,14 @@ backup_format_option = click.option(
     default="json",
     show_default=True,
     help="json: portable, restores into any backend; native: the backend's own (SQLite: a .db copy).",
+)
+on_duplicate_option = click.option(
+    "--on-duplicate",
+    type=click.Choice(POLICIES),
+    default="fail",
+    show_default=True,
+    help="A name the source holds more than once: fail (write nothing), keep the first or last copy, "
+    "or rename the later copies NAME~2, NAME~3.",
 )
 
 
@@ -57,6 +66,7 @@ def migrate_group() -> None:
     show_default=True,
     help="What to do with sessions the target already holds.",
 )
+@on_duplicate_option
 @click.option(
     "--set-default",
     is_flag=True,
@@ -72,6 +82,7 @@ def migrate_to(
     dry_run: bool,
     verify: bool,
     on_conflict: OnConflict,
+    on_duplicate: OnDuplicate,
     set_default: bool,
     as_json: bool,
     **kwargs: Any,
@@ -84,18 +95,20 @@ def migrate_to(
         from minsky.cli.set_default import switch_for
 
         switch, change = switch_for(app, dst)
-    report = migrate(
-        Endpoint(src.spec.name, src.store),
-        Endpoint(dst.spec.name, dst.store),
-        on_conflict=on_conflict,
-        dry_run=dry_run,
-        verify=verify or set_default,
-        backup_dir=backup_dir,
-        backup_format=backup_format,
-        base_dir=str(app.config.base_dir),
-        progress=progress_line(not as_json, src.store),
-        switch=switch,
-    )
+    with reporting_stops(as_json):
+        report = migrate(
+            Endpoint(src.spec.name, src.store),
+            Endpoint(dst.spec.name, dst.store),
+            on_conflict=on_conflict,
+            on_duplicate=on_duplicate,
+            dry_run=dry_run,
+            verify=verify or set_default,
+            backup_dir=backup_dir,
+            backup_format=backup_format,
+            base_dir=str(app.config.base_dir),
+            progress=progress_line(not as_json, src.store),
+            switch=switch,
+        )
     if report.backup:
         from minsky.backup import remember_backup
 
@@ -129,6 +142,7 @@ def migrate_status(as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Check the backup and report; change nothing.")
 @click.option("--verify", is_flag=True, help="Re-read the target afterwards and compare digests.")
 @click.option("--on-conflict", type=click.Choice(["fail", "skip", "overwrite"]), default="fail", show_default=True)
+@on_duplicate_option
 @json_option
 def restore(
     backup_path: Path,
@@ -136,6 +150,7 @@ def restore(
     dry_run: bool,
     verify: bool,
     on_conflict: OnConflict,
+    on_duplicate: OnDuplicate,
     as_json: bool,
     **kwargs: Any,
 ) -> None:
@@ -151,18 +166,19 @@ def restore(
     try:
         if isinstance(source, Backup):
             chosen.confirm(source)
-            # Repeated names would be lost in a keyed target: refused here until the engine
-            # offers a policy for them (--on-duplicate); with one, pass it on instead.
-            source.refuse_repeated()
+            if on_duplicate == "fail":  # else the migration applies the chosen rule to repeated names
+                source.refuse_repeated()
         dst = app.store(backend, target_flags)
-        report = migrate(
-            Endpoint("backup", source),
-            Endpoint(dst.spec.name, dst.store),
-            on_conflict=on_conflict,
-            dry_run=dry_run,
-            verify=verify,
-            progress=progress_line(not as_json, source),
-        )
+        with reporting_stops(as_json):
+            report = migrate(
+                Endpoint("backup", source),
+                Endpoint(dst.spec.name, dst.store),
+                on_conflict=on_conflict,
+                on_duplicate=on_duplicate,
+                dry_run=dry_run,
+                verify=verify,
+                progress=progress_line(not as_json, source),
+            )
     finally:
         close = getattr(source, "close", None)
         if callable(close):
@@ -204,7 +220,9 @@ def check(repair: bool, as_json: bool) -> None:
         )
     else:
         if moved_to is not None:
-            click.echo(f"Moved {len(moved)} unreadable entr{'y' if len(moved) == 1 else 'ies'} to {moved_to}")
+            click.echo(f"Moved {len(moved)} entr{'y' if len(moved) == 1 else 'ies'} to {moved_to}:")
+            for note in moved:
+                click.echo(f"  {note}")
         state = "ok" if report.ok else "PROBLEMS FOUND"
         click.echo(f"{handle.spec.name} ({handle.store.location}): {state}, {report.checked} records checked")
         for problem in report.problems:
@@ -307,10 +325,13 @@ def export(output_dir: Path, backup_format: str, as_json: bool) -> None:
 @sessiondb.command("import")
 @click.argument("backup_path", type=click.Path(path_type=Path))
 @click.option("--on-conflict", type=click.Choice(["fail", "skip", "overwrite"]), default="fail", show_default=True)
+@on_duplicate_option
 @click.option("--dry-run", is_flag=True)
 @json_option
 @click.pass_context
-def import_(ctx: click.Context, backup_path: Path, on_conflict: str, dry_run: bool, as_json: bool) -> None:
+def import_(
+    ctx: click.Context, backup_path: Path, on_conflict: str, on_duplicate: str, dry_run: bool, as_json: bool
+) -> None:
     """Restore a backup (or any Minsky JSON store) into the configured store."""
     ctx.invoke(
         restore,
@@ -319,5 +340,6 @@ def import_(ctx: click.Context, backup_path: Path, on_conflict: str, dry_run: bo
         dry_run=dry_run,
         verify=True,
         on_conflict=on_conflict,
+        on_duplicate=on_duplicate,
         as_json=as_json,
     )

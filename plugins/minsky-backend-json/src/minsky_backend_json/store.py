@@ -1,5 +1,11 @@
 """The JSON store: one document, replaced atomically, guarded by a lock file.
 
+Two shapes are read and kept: the original Minsky's ``session-db.json`` is a bare
+array of records (2-space indent, no trailing newline); minsky's own and the
+original's later form is ``{"sessions": [...], "baseDir": "..."}``. A document is
+written back in the shape (and final-newline style) it was read in, so a bare
+array stays one the original can read, and other top-level keys are kept.
+
 Readers need no lock: the file is only ever replaced whole (``os.replace``), so
 a reader sees the old document or the new one. Writers hold ``<file>.lock``
 across read-modify-write, so concurrent ``session start`` calls lose nothing.
@@ -30,8 +36,14 @@ from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
 from minsky_backend_json import turn
 
-Document = dict[str, Any]
 MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
+
+
+class Document(dict[str, Any]):
+    """A store's top-level object, plus how the file was laid out (written back the same way)."""
+
+    bare: bool = False  # the original's bare array: written back as one
+    newline: bool = True  # whether the file ended with a newline (the original wrote none)
 
 
 class JsonStore:
@@ -53,7 +65,7 @@ class JsonStore:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return {"sessions": [], "baseDir": self.base_dir}
+            return Document(sessions=[], baseDir=self.base_dir)
         except IsADirectoryError:
             raise StoreError(f"{self.path} is a directory, not a JSON store") from None
         except OSError as exc:
@@ -92,7 +104,8 @@ class JsonStore:
         return len(self._load()["sessions"])
 
     def keys(self) -> Iterator[str]:
-        return (r.session for r in self.read())
+        # A strict load has checked that every entry has a name: no records need building.
+        return (item["session"] for item in self._load()["sessions"])
 
     def get(self, name: str) -> SessionRecord | None:
         return next((r for r in self.read() if r.session == name), None)
@@ -109,7 +122,7 @@ class JsonStore:
     def verify(self) -> VerifyReport:
         problems: list[str] = []
         doc = self._load(strict=False)
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for index, item in enumerate(doc["sessions"]):
             try:
                 name = record_from_dict(item, where=f"sessions[{index}]: ").session
@@ -117,8 +130,11 @@ class JsonStore:
                 problems.append(str(exc))
                 continue
             if name in seen:
-                problems.append(f"sessions[{index}]: duplicate session name {name!r}")
-            seen.add(name)
+                problems.append(
+                    f"sessions[{index}]: duplicate session name {name!r} (first at sessions[{seen[name]}]; "
+                    "--repair moves the later copy aside, a migration chooses with --on-duplicate)"
+                )
+            seen.setdefault(name, index)
         return VerifyReport(ok=not problems, checked=len(doc["sessions"]), problems=tuple(problems))
 
     def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
@@ -201,7 +217,9 @@ class JsonStore:
         # The lock is held from the conflict check to the replace: the rule holds at commit time.
         with self._locked(check_moved=False):
             doc = self._load()
-            if doc["sessions"]:  # merging into records already there: the document is needed whole
+            # Merging into records already there, or keeping the original's bare array:
+            # the document is written whole.
+            if doc["sessions"] or doc.bare:
                 writer = _JsonBulkWriter(doc, on_conflict)
                 yield writer
                 if writer.conflicts and on_conflict == "fail":
@@ -299,7 +317,7 @@ class _StreamingWriter:
             self.names.add(record.session)
         self.handle.write(b"".join(parts))
 
-    def finish(self, rest: Document) -> None:
+    def finish(self, rest: dict[str, Any]) -> None:
         self.handle.write(b"\n  ]")
         for key, value in rest.items():
             self.handle.write(b",\n  " + compact_bytes(key) + b": " + compact_bytes(value))
@@ -313,22 +331,37 @@ def _name(item: Any) -> Any:
 def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
     """Decode a store, or fail naming the file and the position of the problem."""
     if not data.strip():
-        raise StoreError(f"{path} is empty: expected a JSON object with a 'sessions' list")
+        raise StoreError(f"{path} is empty: expected a JSON array of sessions or an object with a 'sessions' list")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StoreError(f"{path} is not UTF-8: invalid byte at offset {exc.start}") from None
     try:
-        doc = json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StoreError(
             f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (char {exc.pos})"
         ) from None
     except RecursionError:
         raise StoreError(f"{path} is nested too deeply to be a session store") from None
-    if not isinstance(doc, dict):
-        raise StoreError(f"{path}: expected a JSON object at the top level, found {type(doc).__name__}")
-    sessions = doc.get("sessions", [])
+    if isinstance(value, list):  # the original's session-db.json: a bare array of records
+        doc = Document(sessions=value)
+        doc.bare = True
+    elif isinstance(value, dict):
+        if value and "sessions" not in value:
+            # Not a store (perhaps the original's backup wrapper): reading it as an empty one would
+            # hide its sessions, and the first write would add a list beside them.
+            raise StoreError(
+                f"{path}: a JSON object without a 'sessions' list is not a session store",
+                hint=f"a backup is restored with: minsky sessiondb restore --backup {path} --to json"
+                if isinstance(value.get("data"), dict)
+                else None,
+            )
+        doc = Document(value)
+    else:
+        raise StoreError(f"{path}: expected a JSON array or object at the top level, found {type(value).__name__}")
+    doc.newline = data.endswith(b"\n")
+    sessions = doc.setdefault("sessions", [])
     if not isinstance(sessions, list):
         raise StoreError(f"{path}: 'sessions' must be a list, found {type(sessions).__name__}")
     if strict:
@@ -336,9 +369,12 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
             name = _name(item)
             if not isinstance(name, str) or not name:
                 raise StoreError(f"{path}: sessions[{index}] has no 'session' name; run `minsky sessiondb verify`")
-    doc["sessions"] = sessions
     return doc
 
 
 def dump_document(doc: Document) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8", "surrogatepass") + b"\n"
+    """The document in its own shape: the original wrote ``JSON.stringify(value, null, 2)``,
+    which this reproduces byte for byte, so records a write did not touch keep their bytes."""
+    value = doc["sessions"] if doc.bare else doc
+    text = json.dumps(value, ensure_ascii=False, indent=2).encode("utf-8", "surrogatepass")
+    return text + b"\n" if doc.newline else text

@@ -1,0 +1,216 @@
+"""A session name held twice (real stores of the original did): never dropped silently.
+
+The original's `session-db.json` holds 'task#064' twice. Into a keyed target a migration or
+restore stops before writing anything unless the user chooses `--on-duplicate`; the choice is
+reported, accounting holds, and verification compares against every copy the source holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SHARED
+from minsky.duplicates import DuplicatePlan, KeyScan
+from minsky.model import SessionRecord
+
+ORIGINAL = SHARED / "fixtures" / "original"
+SOURCE = ORIGINAL / "json" / "session-db.json"
+
+
+def lines(records: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for r in records)
+
+
+def expected(name: str) -> list[str]:
+    return (ORIGINAL / "expected" / name).read_text("utf-8").splitlines()
+
+
+@pytest.fixture
+def store(state_dir: Path) -> Path:
+    state_dir.mkdir(parents=True)
+    path = state_dir / "session-db.json"
+    path.write_bytes(SOURCE.read_bytes())
+    return path
+
+
+def target_args(kind: str, tmp_path: Path, postgres: str | None) -> tuple[str, ...]:
+    if kind == "sqlite":
+        return ("sqlite", "--sqlite-path", str(tmp_path / "t.db"))
+    if kind == "json":
+        return ("json", "--json-path", str(tmp_path / "t.json"))
+    assert postgres is not None
+    return ("postgres", "--connection-string", postgres)
+
+
+def read_target(minsky_json, kind: str, tmp_path: Path, postgres: str | None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    if kind == "json":
+        return list(json.loads((tmp_path / "t.json").read_text("utf-8"))["sessions"])
+    back = tmp_path / f"back-{kind}.json"
+    args = target_args(kind, tmp_path, postgres)
+    minsky_json("sessiondb", "migrate", "to", "json", "--from", *args, "--json-path", str(back))
+    return list(json.loads(back.read_text("utf-8"))["sessions"])
+
+
+@pytest.fixture(params=["sqlite", "json", "postgres"])
+def kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")
+    return str(request.param)
+
+
+@pytest.fixture
+def pg(kind: str, request: pytest.FixtureRequest) -> str | None:
+    return str(request.getfixturevalue("postgres_url")) if kind == "postgres" else None
+
+
+def test_default_stops_before_writing_and_names_them(minsky, store: Path, tmp_path: Path, kind: str, pg) -> None:  # type: ignore[no-untyped-def]
+    before = store.read_bytes()
+    args = target_args(kind, tmp_path, pg)
+    result = minsky("sessiondb", "migrate", "to", *args, "--backup", str(tmp_path / "backups"), "--verify")
+    assert result.exit_code == 7, result.output
+    assert "'task#064' (2 copies)" in result.stderr and "before writing anything" in result.stderr
+    assert "--on-duplicate first|last|rename" in result.stderr
+    assert not (tmp_path / "backups").exists(), "nothing is written, not even the backup"
+    if kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(pg) as conn:
+            assert conn.execute("SELECT to_regclass('sessions')").fetchone() == (None,)
+    else:
+        assert not (tmp_path / ("t.db" if kind == "sqlite" else "t.json")).exists()
+    assert store.read_bytes() == before
+
+
+def test_json_report_of_a_stop(minsky, store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for extra in ((), ("--dry-run",)):
+        result = minsky(
+            "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "t.db"), *extra, "--json"
+        )
+        assert result.exit_code == 7
+        report = json.loads(result.stdout)
+        assert report["ok"] is False and "task#064" in report["stopped"]
+        assert report["duplicates"] == {
+            "policy": "fail",
+            "names": ["task#064"],
+            "copies": 2,
+            "skipped": [],
+            "renamed": [],
+        }
+        assert report["counts"]["written"] == 0
+    assert not (tmp_path / "t.db").exists()
+
+
+@pytest.mark.parametrize("policy", ["first", "last", "rename"])
+def test_each_policy_is_exact_accounted_and_verified(
+    minsky_json, store: Path, tmp_path: Path, kind: str, pg, policy: str
+) -> None:  # type: ignore[no-untyped-def]
+    args = target_args(kind, tmp_path, pg)
+    report = minsky_json("sessiondb", "migrate", "to", *args, "--on-duplicate", policy, "--verify")
+    counts = report["counts"]
+    assert counts["read"] == counts["written"] + counts["skipped"] + counts["rejected"] == 9
+    assert report["verificationResult"]["ok"] is True
+    everything = [json.loads(line) for line in expected("json.jsonl")]
+    first, second = [r for r in json.loads(SOURCE.read_bytes()) if r["session"] == "task#064"]
+    got = read_target(minsky_json, kind, tmp_path, pg)
+    dup = report["duplicates"]
+    assert dup["policy"] == policy and dup["names"] == ["task#064"]
+    if policy == "first":
+        assert lines(got) == expected("json-unique.jsonl")
+        assert [(s["session"], s["copy"]) for s in dup["skipped"]] == [("task#064", 2)]
+    elif policy == "last":
+        assert lines(got) == lines([r for r in everything if r != first])
+        assert [(s["session"], s["copy"]) for s in dup["skipped"]] == [("task#064", 1)]
+    else:
+        assert counts["written"] == 9 and dup["renamed"] == [{"session": "task#064", "copy": 2, "as": "task#064~2"}]
+        assert lines(got) == lines([r for r in everything if r != second] + [{**second, "session": "task#064~2"}])
+
+
+def test_rename_avoids_names_already_taken(minsky_json, state_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state_dir.mkdir(parents=True)
+    records = [{"session": "a", "n": 1}, {"session": "a~2", "n": 2}, {"session": "a", "n": 3}, {"session": "a", "n": 4}]
+    (state_dir / "session-db.json").write_text(json.dumps(records))
+    db = tmp_path / "t.db"
+    report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), "--on-duplicate", "rename")
+    assert [(r["copy"], r["as"]) for r in report["duplicates"]["renamed"]] == [(2, "a~3"), (3, "a~4")]
+    got = read_target(minsky_json, "sqlite", tmp_path, None)
+    assert sorted((r["session"], r["n"]) for r in got) == [("a", 1), ("a~2", 2), ("a~3", 3), ("a~4", 4)]
+
+
+def test_duplicates_and_conflicts_together_keep_the_accounting(minsky_json, store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "t.db"
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps([{"session": "task#064", "branch": "already-there"}]))
+    minsky_json(
+        "sessiondb", "migrate", "to", "sqlite", "--from", "json", "--json-path", str(seed), "--sqlite-path", str(db)
+    )
+    report = minsky_json(
+        "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), "--on-duplicate", "first",
+        "--on-conflict", "skip", "--verify",
+    )  # fmt: skip
+    assert report["counts"] == {"read": 9, "written": 7, "skipped": 2, "rejected": 0}
+    assert report["conflicts"]["examples"] == ["task#064", "task#064"]
+    assert report["verificationResult"]["ok"] is True
+    kept = [r for r in read_target(minsky_json, "sqlite", tmp_path, None) if r["session"] == "task#064"]
+    assert kept == [{"session": "task#064", "branch": "already-there"}]
+
+
+def test_restore_and_import_of_a_backup_with_duplicates(minsky, minsky_json, store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    backup = minsky_json("sessiondb", "export", "--output", str(tmp_path / "exp"))["backup"]
+    db = str(tmp_path / "t.db")
+    result = minsky("sessiondb", "restore", "--backup", backup, "--to", "sqlite", "--sqlite-path", db)
+    assert result.exit_code == 7 and "'task#064' (2 copies)" in result.stderr
+    assert not Path(db).exists()
+    report = minsky_json(
+        "sessiondb", "restore", "--backup", backup, "--to", "sqlite", "--sqlite-path", db, "--on-duplicate", "first"
+    )
+    assert report["counts"] == {"read": 9, "written": 8, "skipped": 1, "rejected": 0}
+    assert lines(read_target(minsky_json, "sqlite", tmp_path, None)) == expected("json-unique.jsonl")
+    # `import` into the configured (JSON) store: the same choice.
+    store.write_text("[]")
+    assert minsky("sessiondb", "import", backup).exit_code == 7
+    assert store.read_text() == "[]"
+    minsky_json("sessiondb", "import", backup, "--on-duplicate", "last")
+    got = json.loads(store.read_bytes())
+    assert isinstance(got, list) and len(got) == 8
+    assert next(r for r in got if r["session"] == "task#064")["branch"] == "task#064-retry"
+
+
+def test_a_lost_copy_fails_verification(minsky, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """An engine that let both copies through into a keyed target (one overwrites the other) is caught."""
+    monkeypatch.setattr(DuplicatePlan, "decide", lambda self, record: record)
+    args = ("sqlite", "--sqlite-path", str(tmp_path / "t.db"), "--on-duplicate", "rename", "--verify", "--json")
+    result = minsky("sessiondb", "migrate", "to", *args)
+    assert result.exit_code == 6
+    verification = json.loads(result.stdout)["verificationResult"]
+    assert verification["ok"] is False and verification["missing"] == ["task#064 (copy 2 of 2)"]
+
+
+def test_repair_moves_the_later_copy_aside_then_migration_needs_no_choice(
+    minsky, minsky_json, store: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    result = minsky("sessiondb", "verify", "--repair")
+    assert result.exit_code == 0, result.output
+    assert "sessions[8] ('task#064', a repeated name)" in result.stdout
+    assert isinstance(json.loads(store.read_bytes()), list), "repair keeps the original's bare array"
+    quarantined = next((store.parent / "quarantine").iterdir())
+    assert "task#064-retry" in quarantined.read_text("utf-8")
+    report = minsky_json("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "t.db"), "--verify")
+    assert report["duplicates"] is None and report["counts"]["written"] == 8
+
+
+def test_a_case_insensitive_target_key() -> None:
+    names = ["Alpha", "beta", "alpha", "ALPHA", "alpha~2"]
+    scan = KeyScan.of(names, {"Beta"}, str.casefold)
+    assert scan.copies == {"alpha": 3} and scan.spelled == {"alpha": ["Alpha", "alpha", "ALPHA"]}
+    assert scan.conflicts == ["beta"]
+    plan = DuplicatePlan("rename", scan, str.casefold)
+    out = [plan.decide(SessionRecord(session=n)) for n in names]
+    assert [r.session for r in out if r] == ["Alpha", "beta", "alpha~3", "ALPHA~4", "alpha~2"]
+    replay = plan.cursor()
+    assert [r.session for n in names if (r := replay.decide(SessionRecord(session=n)))] == [
+        "Alpha", "beta", "alpha~3", "ALPHA~4", "alpha~2",
+    ]  # fmt: skip
