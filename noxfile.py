@@ -54,5 +54,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     install_minsky(session)
-    session.install("mypy>=1.10", *TEST_DEPS)
+    session.install("mypy>=1.10", "types-PyYAML", *TEST_DEPS)
     session.run("mypy")

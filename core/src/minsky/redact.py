@@ -53,3 +53,11 @@ def redact_text(text: str) -> str:
 def is_secret_key(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in ("password", "token", "secret", "connectionstring"))
+
+
+def replace_passwords(text: str, replacement: str) -> str:
+    """``text`` with every password in it (URI userinfo, ``?password=``, ``password=``) replaced by
+    ``replacement`` (``config import`` puts a ``${VAR}`` reference there)."""
+    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{replacement}@", text)
+    text = _QUERY_PW.sub(lambda m: f"{m['key']}{replacement}", text)
+    return _KV_PW.sub(lambda m: f"{m['key']}{replacement}", text)

@@ -23,6 +23,10 @@ class App:
     @functools.cached_property
     def config(self) -> config_mod.Config:
         cfg = config_mod.load(cwd=self.cwd)
+        from minsky.config_import import notice, pending
+
+        for item in pending(self.cwd):  # the original's YAML, which minsky does not read
+            click.echo(f"minsky: note: {notice(item)}", err=True)
         for path in config_mod.exposed_secret_files(cfg):
             click.echo(
                 f"minsky: warning: {path} holds a password and is readable by others; run: chmod 600 {path}",

@@ -11,6 +11,7 @@ import click
 
 from minsky import config_file
 from minsky.cli.app import get_app
+from minsky.cli.config_import import import_config
 from minsky.cli.output import emit_json
 from minsky.config import CORE_KEYS, Config
 from minsky.errors import ConfigError
@@ -132,3 +133,4 @@ def show(as_json: bool) -> None:
 
 
 config.add_command(show, "list")
+config.add_command(import_config)

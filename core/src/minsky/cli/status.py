@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from minsky.cli.app import App
 from minsky.cli.output import emit_json
 from minsky.config import exposed_secret_files
 from minsky.errors import MinskyError
+from minsky.recognise import Found, survey
 
 JSON_ADVICE_RECORDS = 5_000
 JSON_ADVICE_BYTES = 5 * 1024 * 1024
@@ -46,6 +48,41 @@ def _moved(store: object) -> MovedMark | None:
         return None
 
 
+def _original_advice(found: list[Found], backend: str, location: str) -> list[str]:
+    """What to run for each store the original left (or that holds repeated names)."""
+    advice = []
+    for item in found:
+        configured = str(item.path) == location
+        where = f"{item.path} ({item.sessions} sessions)"
+        flag = f"--from {item.backend} --{item.backend}-path {item.path}"
+        if item.original and configured:
+            advice.append(
+                f"{where} is a store the original Minsky wrote ({item.layout}): minsky reads and writes it "
+                f"in place and keeps its layout; to move it: minsky sessiondb migrate to "
+                f"{'sqlite' if item.backend == 'json' else 'postgres'} --backup ./backups --verify --set-default"
+            )
+        elif item.original:
+            advice.append(
+                f"{where} is a store the original Minsky left ({item.layout}), not the configured one; "
+                f"unless its sessions were moved already: minsky sessiondb migrate to {backend} {flag} "
+                "--backup ./backups --verify"
+            )
+        if item.repeated:
+            names = ", ".join(f"{name!r} ({count} copies)" for name, count in list(item.repeated.items())[:5])
+            advice.append(
+                f"{item.path} holds session names more than once: {names}; a migration stops until you "
+                "choose --on-duplicate first|last|rename"
+                + (" (or run: minsky sessiondb verify --repair)" if configured else "")
+            )
+    return advice
+
+
+def _pending_config_advice(app: App) -> list[str]:
+    from minsky.config_import import notice, pending
+
+    return [notice(item) for item in pending(app.cwd)]
+
+
 def status(app: App, as_json: bool) -> None:
     cfg = app.config
     setting = cfg.setting("sessiondb.backend")
@@ -62,7 +99,10 @@ def status(app: App, as_json: bool) -> None:
     moved = _moved(handle.store)
     backup = last_backup()
     installed = sorted(app.registry.backends)
-    advice = _advice(app, handle.spec.name, origin, count, size)
+    configured = Path(handle.store.location) if handle.spec.name in ("json", "sqlite") else None
+    found = survey(configured)
+    advice = _pending_config_advice(app) + _original_advice(found, handle.spec.name, handle.store.location)
+    advice += _advice(app, handle.spec.name, origin, count, size)
     payload: dict[str, Any] = {
         "backend": handle.spec.name,
         "source": source,
@@ -73,6 +113,7 @@ def status(app: App, as_json: bool) -> None:
         "problem": problem,
         "lastBackup": backup,
         "installedBackends": installed,
+        "originalStores": [item.to_json() for item in found],
         "recommendations": advice,
         "movedTo": None
         if moved is None
@@ -90,5 +131,7 @@ def status(app: App, as_json: bool) -> None:
         click.echo(f"Size:      {size:,} bytes")
     click.echo(f"Backup:    {backup['path'] + ' (' + backup['createdAt'] + ')' if backup else 'none seen'}")
     click.echo(f"Installed: {', '.join(installed)}")
+    for item in found:
+        click.echo(f"Found:     {item.path}: {item.backend}, {item.layout}, {item.sessions} sessions")
     for line in advice:
         click.echo(f"Advice:    {line}")
