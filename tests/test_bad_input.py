@@ -29,7 +29,7 @@ def _corpus() -> dict[str, tuple[str, bytes]]:
             "invalid-utf8": ("json", b'{"sessions": [{"session": "\xc3\x28"}]}'),
             "latin1": ("json", '{"sessions": [{"session": "caf\xe9"}]}'.encode("latin-1")),
             "two-documents": ("json", sample + sample),
-            "list-of-non-records": ("json", b"[1, 2]"),  # a bare array is the original's store: its items must be records
+            "list-of-non-records": ("json", b"[1, 2]"),  # a bare array holds records
             "top-level-string": ("json", b'"sessions"'),
             "top-level-number": ("json", b"42"),
             "top-level-null": ("json", b"null"),
