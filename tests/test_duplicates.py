@@ -214,3 +214,20 @@ def test_a_case_insensitive_target_key() -> None:
     assert [r.session for n in names if (r := replay.decide(SessionRecord(session=n)))] == [
         "Alpha", "beta", "alpha~3", "ALPHA~4", "alpha~2",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", ["first", "last", "rename"])
+def test_set_default_catch_up_leaves_the_chosen_copies_alone(
+    minsky_json, store: Path, tmp_path: Path, policy: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The late-changes step compares the source with what the copy read: every copy of a repeated
+    name was read, so none of them looks changed, and none is copied over the one the rule kept."""
+    db = tmp_path / "t.db"
+    args = ("sqlite", "--sqlite-path", str(db), "--on-duplicate", policy, "--set-default")
+    report = minsky_json("sessiondb", "migrate", "to", *args)
+    assert report["catchUp"]["written"] == 0 and report["catchUp"]["deleted"] == 0
+    assert report["verificationResult"]["ok"] is True
+    got = read_target(minsky_json, "sqlite", tmp_path, None)
+    assert len(got) == (9 if policy == "rename" else 8)
+    kept = next(r for r in got if r["session"] == "task#064")
+    assert kept["branch"] == ("task#064-retry" if policy == "last" else "task#064")
