@@ -162,7 +162,7 @@ def test_planted_files_in_the_directory_are_never_picked(minsky, minsky_json, tm
     directory = tmp_path / "backups"
     [mine] = make_backups(minsky_json, tmp_path, directory, [2])
     elsewhere = make_backups(minsky_json, tmp_path, tmp_path / "elsewhere", [5])[0]  # newer, valid, not here
-    (directory / "session-backup-2100-01-01T00-00-00-000Z.json").symlink_to(elsewhere)
+    (directory / "session-backup-2100-01-01T00-00-00-000Z\x1b[2J.json").symlink_to(elsewhere)
     os.mkfifo(directory / "session-backup-2100-01-02T00-00-00-000Z.json")
     theirs = directory / "session-backup-2100-01-03T00-00-00-000Z.json"
     theirs.write_bytes(elsewhere.read_bytes())
@@ -174,7 +174,28 @@ def test_planted_files_in_the_directory_are_never_picked(minsky, minsky_json, tm
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["backupFile"]["path"] == str(mine)
-    assert "ignored 3 file(s)" in result.stderr
+    assert "ignored 3 file(s)" in result.stderr and "\x1b" not in result.stderr  # names are escaped
+
+
+def test_the_next_backup_removes_only_its_own_abandoned_temps(minsky, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Files named like a backup temp but not one a killed run of yours left — a FIFO, a
+    symlink, another user's file — are left alone, and do not make the run hang."""
+    directory = tmp_path / "backups"
+    directory.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    abandoned = directory / ".minsky-tmp-session-backup-1-deadbeef"
+    abandoned.write_text('{"sessions": [')
+    os.mkfifo(directory / ".minsky-tmp-session-backup-2-fifo")
+    (directory / ".minsky-tmp-session-backup-3-link").symlink_to(victim)
+    theirs = directory / ".minsky-tmp-session-backup-4-theirs"
+    theirs.write_text("{")
+    os.chown(theirs, NOBODY, NOBODY)
+    result = run_minsky(*backup_migration(store_of(tmp_path / "s.json", 1), tmp_path / "t.db", directory), timeout=60)
+    assert result.returncode == 0, result.stderr
+    left = sorted(p.name for p in directory.iterdir() if p.name.startswith(".minsky-tmp"))
+    assert left == [".minsky-tmp-session-backup-2-fifo", ".minsky-tmp-session-backup-3-link", theirs.name]
+    assert victim.read_text() == "keep"
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "foreign-symlink", "directory-symlink"])
