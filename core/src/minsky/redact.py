@@ -55,9 +55,26 @@ def is_secret_key(key: str) -> bool:
     return any(word in lowered for word in ("password", "token", "secret", "connectionstring"))
 
 
+def replace_password(text: str, replacement: str) -> tuple[str, str | None]:
+    """``text`` with the password of a URI or key=value connection string replaced (the
+    replacement is inserted as is), and the password as it was written (None if none)."""
+    found: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        written = match.group("pw")
+        found.append(written.strip("'"))
+        quoted = f"'{replacement}'" if written.startswith("'") else replacement
+        whole = match.group(0)
+        return whole[: match.start("pw") - match.start(0)] + quoted + whole[match.end("pw") - match.start(0) :]
+
+    for pattern in (_URI_USERINFO, _QUERY_PW, _KV_PW):
+        text = pattern.sub(sub, text)
+        if found:  # one form per string: a later pattern must not re-match the replacement
+            break
+    return text, (found[0] if found else None)
+
+
 def replace_passwords(text: str, replacement: str) -> str:
-    """``text`` with every password in it (URI userinfo, ``?password=``, ``password=``) replaced by
+    """``text`` with its password (URI userinfo, ``?password=``, ``password=``) replaced by
     ``replacement`` (``config import`` puts a ``${VAR}`` reference there)."""
-    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{replacement}@", text)
-    text = _QUERY_PW.sub(lambda m: f"{m['key']}{replacement}", text)
-    return _KV_PW.sub(lambda m: f"{m['key']}{replacement}", text)
+    return replace_password(text, replacement)[0]

@@ -91,10 +91,13 @@ def migrate_to(
     app = get_app()
     src, dst = open_pair(app, backend, source, flags_from(kwargs))
     switch = change = None
-    if set_default and not dry_run:
-        from minsky.cli.set_default import switch_for
+    if set_default:  # planned before anything moves: a default the next command cannot open is refused
+        from minsky.cli.set_default import plan_default, switch_for
 
-        switch, change = switch_for(app, dst)
+        if dry_run:
+            plan_default(app, dst)
+        else:
+            switch, change = switch_for(app, dst)
     with reporting_stops(as_json):
         report = migrate(
             Endpoint(src.spec.name, src.store),
@@ -114,10 +117,10 @@ def migrate_to(
 
         remember_backup(report.backup, report.read, report.source_digest)
     finish(report, as_json, "Migrated")
-    if change is not None and report.catch_up is not None and not as_json:
+    if change is not None and report.catch_up is not None:
         from minsky.cli.set_default import announce
 
-        announce(app, change)
+        announce(app, dst, change, quiet=as_json)
 
 
 @migrate_group.command("status")
@@ -275,6 +278,10 @@ def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {backend}")
     handle = app.store(backend, flags)
+    if set_default:
+        from minsky.cli.set_default import plan_default
+
+        plan = plan_default(app, handle)
     existed = handle.store.exists()
     with handle.store.bulk_writer():
         pass  # no records: creates the store, or applies pending schema migrations
@@ -286,7 +293,7 @@ def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
     if set_default:
         from minsky.cli.set_default import make_default
 
-        make_default(app, handle, quiet=as_json)
+        make_default(app, handle, plan, quiet=as_json)
 
 
 @sessiondb.command("export")
