@@ -19,7 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "session": ("minsky.cli.session:session", "Start, list, end and clean sessions."),
     "sessiondb": ("minsky.cli.sessiondb:sessiondb", "Inspect, check and migrate the session store."),
     "config": ("minsky.cli.config:config", "Read and change configuration."),
-    "plugins": ("minsky.cli.plugins:plugins", "List installed plugins and their backends."),
+    "plugins": ("minsky.cli.plugins:plugins", "List, install and uninstall plugins."),
+    "completion": ("minsky.cli.completion:completion", "Print the shell completion script (bash, zsh, fish)."),
 }
 
 

@@ -70,9 +70,10 @@ def config() -> None:
 
 @config.command("get")
 @click.argument("key")
+@click.option("--show-origin", is_flag=True, help="Print where the value comes from first, as git does.")
 @json_option
-def get(key: str, as_json: bool) -> None:
-    """Print KEY's value (secrets masked) and where it comes from."""
+def get(key: str, show_origin: bool, as_json: bool) -> None:
+    """Print KEY's value (secrets masked): bare, for `$(minsky config get KEY)`."""
     cfg = get_app().config
     setting = cfg.setting(key)
     if setting is None:
@@ -83,7 +84,7 @@ def get(key: str, as_json: bool) -> None:
     if as_json:
         emit_json({"key": key, "value": cfg.display(key), "source": setting.source})
     else:
-        click.echo(f"{cfg.display(key)}\t({setting.source})")
+        click.echo(f"{setting.source}\t{cfg.display(key)}" if show_origin else cfg.display(key))
 
 
 @config.command("set")

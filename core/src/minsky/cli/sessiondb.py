@@ -13,7 +13,7 @@ from minsky.backend import OnConflict
 from minsky.cli.app import get_app
 from minsky.cli.output import emit_json, printable
 from minsky.cli.report import finish, progress_line, reporting_stops
-from minsky.cli.store_flags import flags_from, open_pair, split_flags, target_options
+from minsky.cli.store_flags import flags_from, open_flagged, open_pair, split_flags, target_options
 from minsky.duplicates import POLICIES, OnDuplicate
 from minsky.errors import StoreError, UsageError
 from minsky.migrate import Endpoint, migrate
@@ -171,7 +171,7 @@ def restore(
             chosen.confirm(source)
             if on_duplicate == "fail":  # else the migration applies the chosen rule to repeated names
                 source.refuse_repeated()
-        dst = app.store(backend, target_flags)
+        dst = open_flagged(app, backend, target_flags)
         with reporting_stops(as_json):
             report = migrate(
                 Endpoint("backup", source),
@@ -277,7 +277,7 @@ def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
     flags, rest = split_flags(app, backend, flags_from(kwargs))
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {backend}")
-    handle = app.store(backend, flags)
+    handle = open_flagged(app, backend, flags)
     if set_default:
         from minsky.cli.set_default import plan_default
 

@@ -44,8 +44,15 @@ def flags_from(kwargs: dict[str, Any]) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise UsageError(f"-o {item!r}: expected NAME=VALUE")
+        if name in flags and flags[name] is not None:
+            raise UsageError(f"-o {name} is given twice ({flags[name]!r} and {value!r}): give it once")
         flags[name] = value
     return {key: value for key, value in flags.items() if value is not None}
+
+
+def shown(key: str) -> str:
+    """A flag as the user typed it: ``--sqlite-path`` or ``-o sqlite.path``."""
+    return key if key.startswith("--") else f"-o {key}"
 
 
 def split_flags(
@@ -59,10 +66,28 @@ def split_flags(
     mine: dict[str, Any] = {}
     rest = dict(flags)
     for opt in spec.options:
-        for key in (opt.cli_flag, f"{backend}.{opt.name}", opt.name if bare else None):
-            if key and key in rest:
-                mine[opt.name] = rest.pop(key)
+        given = [key for key in (opt.cli_flag, f"{backend}.{opt.name}", opt.name if bare else None) if key in rest]
+        if len(given) > 1:
+            raise UsageError(
+                f"{' and '.join(shown(k) for k in given)} both set {backend}'s {opt.name}: give one",
+            )
+        if given:
+            mine[opt.name] = rest.pop(given[0])
     return mine, rest
+
+
+def open_flagged(app: App, backend: str, flags: dict[str, Any]) -> StoreHandle:
+    """Open a store; a value given by flag that the backend cannot take is a usage error."""
+    try:
+        return app.store(backend, flags)
+    except (ValueError, TypeError) as exc:
+        spec = app.registry.backend(backend)
+        # Locations are paths and URLs: a value the backend refuses is one of the other options.
+        suspects = {n: v for n, v in flags.items() if not ((o := spec.option(n)) and (o.location or o.secret))}
+        if not suspects:
+            raise
+        given = ", ".join(f"{shown(name)}={value}" for name, value in sorted(suspects.items()))
+        raise UsageError(f"{given}: not a value {backend} accepts ({exc})") from None
 
 
 def open_pair(app: App, to: str, source: str | None, flags: dict[str, Any]) -> tuple[StoreHandle, StoreHandle]:
@@ -71,4 +96,4 @@ def open_pair(app: App, to: str, source: str | None, flags: dict[str, Any]) -> t
     source_flags, rest = split_flags(app, source_name, rest, bare=False)
     if rest:
         raise UsageError(f"{', '.join(sorted(rest))} does not apply to {to} or {source_name}")
-    return app.store(source_name, source_flags), app.store(to, target_flags)
+    return open_flagged(app, source_name, source_flags), open_flagged(app, to, target_flags)
