@@ -69,3 +69,44 @@ def test_conflicting_flags_and_bad_option_values_are_usage_errors(  # type: igno
     assert result.exit_code == 2, result.output
     assert named in result.stderr and "Traceback" not in result.stderr
     assert not Path("A.db").exists() and not Path("B.db").exists()
+
+
+def read_through_pty(*args: str) -> str:
+    """stdout of `minsky ARGS` when stdout is a terminal, as a user sees it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "minsky", *args], stdout=secondary, stderr=subprocess.PIPE)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    return seen.decode("utf-8").replace("\r\n", "\n")
+
+
+def test_session_list_is_a_table_on_a_terminal_and_tabs_in_a_pipe(minsky) -> None:  # type: ignore[no-untyped-def]
+    from conftest import run_minsky
+
+    for name, task, repo in (("a", "1", "https://example.org/widgets.git"), ("long-名前", "22", "https://example.org/r.git")):
+        assert minsky("session", "start", name, "--task", task, "--repo", repo).exit_code == 0
+    piped = run_minsky("session", "list").stdout.splitlines()
+    assert [line.split("\t")[:3] for line in piped] == [["a", "md#1", "widgets"], ["long-名前", "md#22", "r"]]
+    table = read_through_pty("session", "list").splitlines()
+    assert table[0].split() == ["NAME", "TASK", "REPO", "CREATED", "STATUS"]
+    assert "\t" not in "".join(table)
+    # Columns line up in terminal cells: a wide character takes two.
+    from minsky.cli.table import width
+
+    starts = [[width(line[: line.index(cell)]) for cell in line.split()] for line in table]
+    assert starts[0] == starts[1] == starts[2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from minsky import hooks, sessions
@@ -74,9 +76,14 @@ def list_(
         emit_json({"sessions": [public_record(r) for r in records]})
         return
     shown = 0
-    for record in records:
-        click.echo(record_detail(record) + "\n" if detailed else record_line(record))
-        shown += 1
+    if detailed:
+        for record in records:
+            click.echo(record_detail(record) + "\n")
+            shown += 1
+    else:
+        from minsky.cli.table import echo_rows
+
+        shown = echo_rows((record_line(r) for r in records), terminal=sys.stdout.isatty())
     if shown == 0:
         click.echo("No sessions.", err=True)
 
