@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import tomllib
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-nox.options.sessions = ["tests", "lint", "typecheck", "wheels"]
+nox.options.sessions = ["tests", "lint", "typecheck", "wheels", "compat"]
 nox.options.reuse_existing_virtualenvs = True
 
 DISTRIBUTIONS = [
@@ -111,3 +117,92 @@ def wheels(session: nox.Session) -> None:
     session.env["MINSKY_TEST_DIST"] = str(DIST.resolve())
     session.env["MINSKY_TEST_WHEELHOUSE"] = str(WHEELHOUSE.resolve())
     session.run("pytest", "-p", "no:cacheprovider", *WHEEL_TESTS, *session.posargs)
+
+
+# -- compatibility: each plugin against the lowest core version it declares, and the current one --
+
+PLUGIN_TESTS = {
+    "./plugins/minsky-backend-json": ["tests/test_json_store.py", "tests/test_contract_builtin.py::TestJsonStore"],
+    "./plugins/minsky-backend-sqlite": [
+        "tests/test_sqlite_store.py",
+        "tests/test_contract_builtin.py::TestSqliteStore",
+    ],
+    "./plugins/minsky-backend-postgres": [
+        "tests/test_postgres.py",
+        "tests/test_contract_builtin.py::TestPostgresStore",
+    ],
+    "./examples/minsky-backend-jsonl": ["examples/minsky-backend-jsonl/tests", "tests/test_example_plugin.py"],
+}
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def core_releases() -> dict[str, str | None]:
+    """Every core version in git history -> the last commit that carried it (None: the work tree).
+
+    There are no release tags: a version's code is its state just before the commit that
+    changed core/pyproject.toml's version to the next one.
+    """
+    releases: dict[str, str | None] = {}
+    previous: str | None = None
+    for commit in git("log", "--reverse", "--format=%H", "--", "core/pyproject.toml").split():
+        version = tomllib.loads(git("show", f"{commit}:core/pyproject.toml"))["project"]["version"]
+        if previous is not None and version != previous:
+            releases[previous] = git("rev-parse", f"{commit}^").strip()
+        previous = version
+    current = tomllib.loads(Path("core/pyproject.toml").read_text())["project"]["version"]
+    if previous is not None and previous != current:  # bumped in the work tree, not yet committed
+        releases[previous] = git("rev-parse", "HEAD").strip()
+    releases[current] = None
+    return releases
+
+
+def declared_core(plugin: str) -> SpecifierSet:
+    """The `minsky` versions a plugin's pyproject declares it supports."""
+    for dep in tomllib.loads((Path(plugin) / "pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(dep)
+        if canonicalize_name(req.name) == "minsky":
+            return req.specifier
+    raise ValueError(f"{plugin} does not declare the minsky versions it supports")
+
+
+def core_wheel(session: nox.Session, version: str, commit: str | None) -> str:
+    """A wheel of core at ``version``: the work tree's, or built from git history."""
+    out = Path(session.create_tmp()) / f"core-{version}"
+    shutil.rmtree(out, ignore_errors=True)
+    source = Path("core")
+    if commit is not None:
+        source = out / "src"
+        source.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", commit, "core"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+        source = source / "core"
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(out / "dist"), str(source), silent=True)
+    return str(next((out / "dist").glob("minsky-*.whl")))
+
+
+@nox.session
+@nox.parametrize("core", ["lowest", "current"])
+def compat(session: nox.Session, core: str) -> None:
+    """Every plugin's tests and the contract suite against the lowest core it declares, and the current."""
+    session.install("build>=1.0", *TEST_DEPS)
+    releases = core_releases()
+    current = next(v for v, c in releases.items() if c is None)
+    groups: dict[str, list[str]] = {}
+    for plugin in PLUGIN_TESTS:
+        supported = [v for v in releases if Version(v) in declared_core(plugin)]
+        if current not in supported:
+            session.error(f"{plugin} does not declare the current core {current} ({declared_core(plugin)})")
+        version = min(supported, key=Version) if core == "lowest" else current
+        groups.setdefault(version, []).append(plugin)
+    for version, plugins in sorted(groups.items()):
+        session.log(f"core {version} ({releases[version] or 'work tree'}): {', '.join(plugins)}")
+        wheel = core_wheel(session, version, releases[version])
+        # Every plugin is installed (core needs json and sqlite); the group's tests are what runs.
+        session.install(wheel, *DISTRIBUTIONS[1:])
+        session.install("--force-reinstall", "--no-deps", wheel)  # a reused venv may hold another build
+        session.run("python", "-c", f"import minsky; assert minsky.__version__ == {version!r}, minsky.__version__")
+        tests = [test for plugin in plugins for test in PLUGIN_TESTS[plugin]]
+        session.run("pytest", "-p", "no:cacheprovider", *tests, *session.posargs)
