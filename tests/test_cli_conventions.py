@@ -98,7 +98,10 @@ def read_through_pty(*args: str) -> str:
 def test_session_list_is_a_table_on_a_terminal_and_tabs_in_a_pipe(minsky) -> None:  # type: ignore[no-untyped-def]
     from conftest import run_minsky
 
-    for name, task, repo in (("a", "1", "https://example.org/widgets.git"), ("long-名前", "22", "https://example.org/r.git")):
+    for name, task, repo in (
+        ("a", "1", "https://example.org/widgets.git"),
+        ("long-名前", "22", "https://example.org/r.git"),
+    ):
         assert minsky("session", "start", name, "--task", task, "--repo", repo).exit_code == 0
     piped = run_minsky("session", "list").stdout.splitlines()
     assert [line.split("\t")[:3] for line in piped] == [["a", "md#1", "widgets"], ["long-名前", "md#22", "r"]]
