@@ -145,6 +145,9 @@ def core_releases() -> dict[str, str | None]:
     There are no release tags: a version's code is its state just before the commit that
     changed core/pyproject.toml's version to the next one.
     """
+    if git("rev-parse", "--is-shallow-repository").strip() == "true":
+        # A shallow clone hides the older versions: the "lowest" run would silently be the current.
+        raise RuntimeError("nox -s compat needs the whole history: git fetch --unshallow")
     releases: dict[str, str | None] = {}
     previous: str | None = None
     for commit in git("log", "--reverse", "--format=%H", "--", "core/pyproject.toml").split():
@@ -188,7 +191,10 @@ def core_wheel(session: nox.Session, version: str, commit: str | None) -> str:
 def compat(session: nox.Session, core: str) -> None:
     """Every plugin's tests and the contract suite against the lowest core it declares, and the current."""
     session.install("build>=1.0", *TEST_DEPS)
-    releases = core_releases()
+    try:
+        releases = core_releases()
+    except RuntimeError as exc:
+        session.error(str(exc))
     current = next(v for v, c in releases.items() if c is None)
     groups: dict[str, list[str]] = {}
     for plugin in PLUGIN_TESTS:
