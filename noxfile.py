@@ -96,6 +96,7 @@ WHEEL_TESTS = [
     "tests/test_wheels.py",
     "tests/test_contract_builtin.py",
     "examples/minsky-backend-jsonl/tests",
+    "examples/minsky-audit/tests",
     "tests/test_plugins.py",
     "tests/test_example_plugin.py",
 ]
@@ -132,6 +133,7 @@ PLUGIN_TESTS = {
         "tests/test_contract_builtin.py::TestPostgresStore",
     ],
     "./examples/minsky-backend-jsonl": ["examples/minsky-backend-jsonl/tests", "tests/test_example_plugin.py"],
+    "./examples/minsky-audit": ["examples/minsky-audit/tests"],
 }
 
 
