@@ -158,7 +158,11 @@ def test_config_import_writes_the_equivalent_toml_without_secrets(minsky, origin
         ),
         (
             "sessiondb:\n  backend: postgres\n  connectionString: 'host=h user=u password=''p w'' dbname=d'\n",
-            {"backend": "postgres", "connectionString": "host=h user=u password=${MINSKY_POSTGRES_PASSWORD} dbname=d"},
+            # Still quoted: the variable may hold a space, as this password does.
+            {
+                "backend": "postgres",
+                "connectionString": "host=h user=u password='${MINSKY_POSTGRES_PASSWORD}' dbname=d",
+            },
         ),
         (
             "sessiondb:\n  backend: postgres\n  connectionString: ${TEAM_DB_URL}\n",
