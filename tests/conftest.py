@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MINSKY_SHARED_DIR", REPO.parent / "shared"))
 SAMPLE_STORE = SHARED / "fixtures" / "minsky-store-sample.json"
-ORIGINAL_SCHEMAS = SHARED / "fixtures" / "minsky-original-schemas.sql"
+ORIGINAL = SHARED / "fixtures" / "original"  # the stores the original Minsky left on disk
 
 
 @pytest.fixture

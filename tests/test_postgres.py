@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from conftest import ORIGINAL_SCHEMAS, run_minsky
+from conftest import ORIGINAL, run_minsky
 from minsky.codec import canonical, record_from_dict
 from minsky.testing.records import SAMPLE_DICTS
 
@@ -106,34 +106,32 @@ def test_sessions_on_postgres(minsky, minsky_json, postgres_url: str, monkeypatc
     assert minsky("session", "end", "--all").exit_code == 0
     assert minsky_json("session", "list", "--active")["sessions"] == []
     info = minsky_json("sessiondb", "test-connection")
-    assert info["ok"] is True and info["schemaVersion"] == 1 and info["serverVersion"]
+    assert info["ok"] is True and info["schemaVersion"] == 2 and info["serverVersion"]
 
 
-def test_reads_and_upgrades_the_original_schema(
-    minsky_json,
-    postgres_url: str,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
-    monkeypatch,
-) -> None:
-    ddl = ORIGINAL_SCHEMAS.read_text()
-    pg_ddl = ddl[ddl.index("-- PostgreSQL, later layout") : ddl.index("-- Known losses")]
+def test_reads_and_upgrades_the_original_schema(minsky_json, postgres_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    layout = ORIGINAL / "postgres" / "pg-2025-08-08.sql"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(pg_ddl)
-        conn.execute(
-            "INSERT INTO sessions (session, repo_name, repo_url, created_at, task_id, pr_approved, pr_state)"
-            " VALUES ('orig', 'acme/w', 'u', '2025-01-20T10:30:00Z', 'md#1', 'true', '{\"exists\": true}')"
-        )
+        conn.execute(layout.read_text("utf-8"))
     monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
     monkeypatch.setenv("MINSKY_POSTGRES_URL", postgres_url)
-    got = minsky_json("session", "get", "orig")
+    got = minsky_json("session", "get", "task-md#140")
     assert got == {
-        "session": "orig",
-        "repoName": "acme/w",
-        "repoUrl": "u",
-        "createdAt": "2025-01-20T10:30:00.000Z",
-        "taskId": "md#1",
+        "session": "task-md#140",
+        "repoName": "acme/widgets",
+        "repoUrl": "https://github.com/acme/widgets.git",
+        "createdAt": "2025-08-21T17:02:11.930Z",  # TIMESTAMPTZ, as the original read it back
+        "taskId": "md#140",
+        "branch": "task-md#140",
+        "prBranch": "pr/task-md#140",
         "prApproved": True,
-        "prState": {"exists": True},
+        "prState": {
+            "branchName": "pr/task-md#140",
+            "exists": True,
+            "lastChecked": "2025-08-22T08:00:00.000Z",
+            "mergedAt": "2025-08-22T07:59:00.000Z",
+        },
+        "backendType": "github",
     }
     # Reading must not change the original table: no record column yet.
     with psycopg.connect(postgres_url) as conn:

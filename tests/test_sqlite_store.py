@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ORIGINAL_SCHEMAS, run_minsky
+from conftest import ORIGINAL, run_minsky
 from minsky.errors import LockedError, StoreError
 from minsky_backend_sqlite import SPEC
 from minsky_backend_sqlite.store import SqliteOptions, SqliteStore
@@ -20,16 +20,10 @@ from minsky_backend_sqlite.store import SqliteOptions, SqliteStore
 REPO = "https://github.com/acme/widgets.git"
 
 
-def original_db(path: Path) -> Path:
-    ddl = ORIGINAL_SCHEMAS.read_text()
-    sqlite_ddl = ddl[: ddl.index("-- SQLite, early layout")]
-    with sqlite3.connect(path) as conn:
-        conn.executescript(sqlite_ddl)
-        conn.execute(
-            "INSERT INTO sessions (session, repo_name, repo_url, created_at, task_id, pr_approved, pr_state, github)"
-            " VALUES ('orig', 'acme/w', 'u', '2025-01-20T10:30:00.000Z', 'md#1', 'true', '{\"exists\": true}',"
-            ' \'{"owner": "acme"}\')'
-        )
+def original_db(path: Path, layout: str = "sqlite-2025-08-06-camel-pr") -> Path:
+    """A database exactly as the original Minsky left it (camelCase, JSON-text columns)."""
+    conn = sqlite3.connect(path)
+    conn.executescript((ORIGINAL / "sqlite" / f"{layout}.sql").read_text("utf-8"))
     conn.close()
     return path
 
@@ -38,14 +32,22 @@ def test_reads_an_original_database_without_changing_it(tmp_path: Path) -> None:
     db = original_db(tmp_path / "sessions.db")
     before = db.read_bytes()
     store = SPEC.open({"path": db})
-    [record] = list(store.read())
-    assert record.session == "orig" and record.pr_approved is True and record.github.owner == "acme"  # type: ignore[union-attr]
-    assert record.created_at == "2025-01-20T10:30:00.000Z"
+    records = {r.session: r for r in store.read()}
+    approved = records["task-md#140"]
+    assert approved.pr_approved is True and approved.pr_branch == "pr/task-md#140"
+    assert approved.pr_state.merged_at == "2025-08-22T07:59:00.000Z"  # type: ignore[union-attr]
+    assert records["task-md#102"].pull_request.github.author == "octocat"  # type: ignore[union-attr]
+    assert records["task#064"].backend_type == "local"
     assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "sessions.db", "work"]
 
 
-def test_first_write_upgrades_and_stays_readable_by_the_original(tmp_path: Path) -> None:
+def test_first_write_keeps_the_layout_and_stays_readable_by_the_original(tmp_path: Path) -> None:
     db = original_db(tmp_path / "sessions.db")
+    with sqlite3.connect(db) as conn:
+        old_rows = conn.execute("SELECT * FROM sessions ORDER BY rowid").fetchall()
+        old_columns = [r[1] for r in conn.execute("PRAGMA table_info(sessions)")]
+    conn.close()
     store = SPEC.open({"path": db})
     from minsky.codec import record_from_dict
 
@@ -55,13 +57,23 @@ def test_first_write_upgrades_and_stays_readable_by_the_original(tmp_path: Path)
         )
     )
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-        rows = dict(conn.execute("SELECT session, pr_approved FROM sessions").fetchall())
-        indexes = {r[1] for r in conn.execute("PRAGMA index_list(sessions)")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(sessions)")]
+        rows = conn.execute(f"SELECT {', '.join(old_columns)} FROM sessions ORDER BY rowid").fetchall()
+        new = conn.execute(
+            'SELECT "repoName", "repoUrl", "createdAt", "prApproved" FROM sessions WHERE session = ?', ("new",)
+        ).fetchone()
     conn.close()
-    assert rows == {"orig": "true", "new": "false"}
-    assert {"idx_sessions_task_id", "idx_sessions_created_at"} <= indexes
+    assert columns == [*old_columns, "record", "record_digest"]  # additive: nothing dropped or renamed
+    assert rows[:-1] == old_rows  # the original's rows keep their values
+    assert new == ("r", "u", "t", "false")  # the original lists the new row through its own columns
     assert store.get("new").extra == {"futureField": 1}  # type: ignore[union-attr]
+    [backup] = tmp_path.glob("sessions.db.before-minsky-*.bak")
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    with sqlite3.connect(backup) as conn:  # the table as it was before minsky changed its schema
+        assert conn.execute("SELECT * FROM sessions ORDER BY rowid").fetchall() == old_rows
+        assert [r[1] for r in conn.execute("PRAGMA table_info(sessions)")] == old_columns
+    conn.close()
 
 
 def test_early_camelcase_layout_is_read_and_upgraded(tmp_path: Path) -> None:

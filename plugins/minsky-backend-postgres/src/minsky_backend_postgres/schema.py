@@ -1,14 +1,15 @@
-"""The ``sessions`` table, compatible with the original Minsky's PostgreSQL
-schema, plus ``record`` (the whole record as canonical JSON text — not JSONB,
-which would reorder keys and refuse ``\\u0000``) and ``minsky_seq`` (the order
-records arrived in). Versions are rows of ``minsky_schema_migrations``, applied
-under an advisory lock so that clients starting at once apply each exactly once.
-Every identifier is composed with ``psycopg.sql``."""
+"""The ``sessions`` table in whatever layout it has: the original Minsky's snake_case
+eras (TIMESTAMPTZ ``created_at``, varchar limits, ``project_id`` with a foreign key,
+``short_id`` unique) or minsky's own. Columns are mapped by rule (``minsky.original``);
+minsky adds only ``record`` (canonical JSON text — not JSONB, which would reorder keys
+and refuse ``\\u0000``), ``record_digest`` (a digest of the cells it wrote) and
+``minsky_seq`` (the order records arrived in). Additive only: never a rebuild, never a
+DROP. Versions are rows of ``minsky_schema_migrations``, applied under an advisory lock
+so that clients starting at once apply each exactly once. Every identifier is composed
+with ``psycopg.sql``."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -16,11 +17,11 @@ from psycopg import sql
 
 from minsky import original
 from minsky.backend import MovedMark
-from minsky.codec import canonical, record_from_dict
+from minsky.codec import canonical, record_to_dict
 from minsky.errors import StoreError
 from minsky.model import SessionRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLE = sql.Identifier("sessions")
 MIGRATIONS = sql.Identifier("minsky_schema_migrations")
 STAGING = sql.Identifier("minsky_staging")
@@ -30,17 +31,14 @@ LOCK_TIMEOUT = sql.SQL("SET LOCAL lock_timeout = {w}").format(w=sql.Literal(LOCK
 METADATA = sql.Identifier("minsky_metadata")  # minsky's key/value table: the moved marker, never in sessions
 MOVED_KEY = "moved"
 
-COLUMNS = ("session", *original.COLUMNS, "record")
-# Binary COPY (no text escaping on either side): the staging row is ord + COLUMNS.
-COPY_TYPES = ["int8", "text", "text", "text", "timestamptz", *["text"] * (len(COLUMNS) - 4)]
-COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
-
+# A new table: the original's columns; created_at may be NULL (a createdAt the type
+# cannot hold lives in the record only).
 CREATE_TABLE = sql.SQL("""
 CREATE TABLE IF NOT EXISTS {table} (
   session       TEXT PRIMARY KEY,
   repo_name     TEXT NOT NULL,
   repo_url      TEXT NOT NULL,
-  created_at    TIMESTAMP WITH TIME ZONE NOT NULL,
+  created_at    TIMESTAMP WITH TIME ZONE,
   task_id       TEXT,
   branch        TEXT,
   pr_branch     TEXT,
@@ -56,35 +54,39 @@ V1 = [
     CREATE_TABLE,
     sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS record TEXT").format(t=TABLE),
     sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS minsky_seq BIGSERIAL").format(t=TABLE),
-    sql.SQL("CREATE INDEX IF NOT EXISTS idx_sessions_task_id ON {t} (task_id)").format(t=TABLE),
-    sql.SQL("CREATE INDEX IF NOT EXISTS idx_sessions_created_at ON {t} (created_at)").format(t=TABLE),
 ]
+V2 = [sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS record_digest TEXT").format(t=TABLE)]
+INDEXED_KEYS = {"taskId": "idx_sessions_task_id", "createdAt": "idx_sessions_created_at"}
 
-UPSERT_FROM_STAGING = sql.SQL(
-    "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY ord ON CONFLICT (session) DO UPDATE SET {updates}"
-).format(
-    t=TABLE,
-    s=STAGING,
-    cols=COLS,
-    updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in COLUMNS[1:]),
+COLUMNS_QUERY = (
+    "SELECT column_name, udt_name, is_nullable, character_maximum_length FROM information_schema.columns "
+    "WHERE table_name = 'sessions' AND table_schema = current_schema() ORDER BY ordinal_position"
 )
-INSERT_FROM_STAGING = sql.SQL(
-    "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY ord ON CONFLICT (session) DO NOTHING RETURNING session"
-).format(t=TABLE, s=STAGING, cols=COLS)
-INSERT = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (session) DO NOTHING").format(
-    t=TABLE, cols=COLS, vals=sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
-)
-UPDATE = sql.SQL("UPDATE {t} SET ({cols}) = ({vals}) WHERE session = %s").format(
-    t=TABLE,
-    cols=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS[1:]),
-    vals=sql.SQL(", ").join(sql.Placeholder() * (len(COLUMNS) - 1)),
-)
-SELECT = sql.SQL("SELECT {cols} FROM {t}").format(cols=COLS, t=TABLE)
-LEGACY_SELECT = sql.SQL("SELECT {cols} FROM {t}").format(
-    cols=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS[:-1]), t=TABLE
-)
+_KINDS: dict[str, original.Kind] = {
+    **dict.fromkeys(("text", "varchar", "bpchar", "name", "citext"), "text"),
+    **dict.fromkeys(("int2", "int4", "int8"), "integer"),
+    **dict.fromkeys(("float4", "float8"), "real"),
+    **dict.fromkeys(("timestamptz", "timestamp"), "timestamp"),
+    **dict.fromkeys(("json", "jsonb"), "json"),
+    "bool": "boolean",
+    "uuid": "uuid",
+}
+_BITS = {"int2": 16, "int4": 32, "int8": 64}
+# Loaded as text, so that no read depends on decoding a typed column (a timestamp past
+# year 9999 is valid in PostgreSQL and no Python datetime).
+TEXT_TYPES = ("timestamptz", "timestamp", "date", "time", "timetz", "interval", "numeric", "uuid", "bytea")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+def table_of(conn: psycopg.Connection[Any]) -> original.Table | None:
+    rows = conn.execute(COLUMNS_QUERY).fetchall()
+    if not rows:
+        return None
+    return original.Table(
+        [
+            original.Column(name, _KINDS.get(udt, "other"), nullable == "NO", length, _BITS.get(udt, 64))
+            for name, udt, nullable, length in rows
+        ]
+    )
 
 
 def migrate(conn: psycopg.Connection[Any]) -> None:
@@ -99,10 +101,27 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) FROM {m}").format(m=MIGRATIONS)).fetchone()
     version = int(row[0]) if row else 0
     refuse_newer(version)
-    if version < 1:
-        for statement in V1:
-            conn.execute(statement)
-        conn.execute(sql.SQL("INSERT INTO {m} (version) VALUES (1)").format(m=MIGRATIONS))
+    if version >= SCHEMA_VERSION:
+        return
+    table_of(conn)  # a foreign table (no session column, a jsonb record) is refused before any change
+    for statement in (V1 if version < 1 else []) + V2:
+        conn.execute(statement)
+    table = table_of(conn)
+    assert table is not None
+    for key, index in INDEXED_KEYS.items():
+        column = table.column_of.get(key)
+        if column is not None:
+            conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
+                    i=sql.Identifier(index), t=TABLE, c=sql.Identifier(column)
+                )
+            )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {m} (version) SELECT v FROM generate_series(%s::int, %s::int) v ON CONFLICT DO NOTHING"
+        ).format(m=MIGRATIONS),
+        (version + 1, SCHEMA_VERSION),
+    )
 
 
 def refuse_newer(version: int) -> None:
@@ -113,32 +132,58 @@ def refuse_newer(version: int) -> None:
         )
 
 
-def _timestamp(value: Any) -> datetime:
-    """created_at for the original's TIMESTAMPTZ column; the exact string lives in ``record``."""
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    return _EPOCH
+def ident_list(names: Any) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
 
 
-def to_row(record: SessionRecord) -> tuple[Any, ...]:
-    values = original.project(record)
-    values["created_at"] = _timestamp(values["created_at"])
-    return (record.session, *(values[c] for c in original.COLUMNS), canonical(record).decode("utf-8", "surrogatepass"))
+def select(table: original.Table) -> sql.Composed:
+    return sql.SQL("SELECT {cols} FROM {t}").format(cols=ident_list(table.names), t=TABLE)
 
 
-def from_row(row: tuple[Any, ...], where: str) -> SessionRecord:
-    values = dict(zip(COLUMNS, row, strict=False))
-    if values.get("record"):
-        return record_from_dict(json.loads(values["record"]), where=where)
-    # A row written by the original Minsky: rebuild what its columns hold.
-    created = values.get("created_at")
-    if isinstance(created, datetime):
-        values["created_at"] = created.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return record_from_dict(original.rebuild(values["session"], values), where=where)
+def write_columns(table: original.Table) -> tuple[str, ...]:
+    return tuple(n for n in table.names if n != "minsky_seq")
+
+
+def insert(table: original.Table) -> sql.Composed:
+    cols = write_columns(table)
+    return sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (session) DO NOTHING").format(
+        t=TABLE, cols=ident_list(cols), vals=sql.SQL(", ").join(sql.Placeholder() * len(cols))
+    )
+
+
+def update(table: original.Table) -> sql.Composed:
+    sets = sql.SQL(", ").join(
+        sql.SQL("{c} = %s").format(c=sql.Identifier(c)) for c in write_columns(table) if c != original.KEY
+    )
+    return sql.SQL("UPDATE {t} SET {sets} WHERE session = %s").format(t=TABLE, sets=sets)
+
+
+def upsert_from_staging(table: original.Table) -> sql.Composed:
+    cols = write_columns(table)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in cols if c != original.KEY
+    )
+    return sql.SQL(
+        "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY ord ON CONFLICT (session) DO UPDATE SET {updates}"
+    ).format(t=TABLE, s=STAGING, cols=ident_list(cols), updates=updates)
+
+
+def insert_from_staging(table: original.Table) -> sql.Composed:
+    cols = ident_list(write_columns(table))
+    return sql.SQL(
+        "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY ord "
+        "ON CONFLICT (session) DO NOTHING RETURNING session"
+    ).format(t=TABLE, s=STAGING, cols=cols)
+
+
+def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
+    text = canonical(record).decode("utf-8", "surrogatepass")
+    values = original.row_for(table, record_to_dict(record), text)
+    return tuple(values.get(c) for c in write_columns(table))
+
+
+def as_mapping(table: original.Table, row: Any) -> dict[str, Any]:
+    return dict(zip(table.names, row, strict=True))
 
 
 def moved_mark(conn: psycopg.Connection[Any], where: str) -> MovedMark | None:

@@ -10,18 +10,21 @@ failed or killed migration leaves nothing. Single-record writes are row-level.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.string import TextLoader
 
+from minsky import original
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical
-from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError
+from minsky.codec import canonical, record_from_dict, record_to_dict
+from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
@@ -54,7 +57,12 @@ class PostgresStore:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = psycopg.connect(**self.params)
+                conn = psycopg.connect(**self.params)
+                for name in schema.TEXT_TYPES:  # no read depends on decoding a typed column
+                    conn.adapters.register_loader(name, TextLoader)
+                conn.execute("SET TIME ZONE 'UTC'")  # timestamps as text in UTC, as the original read them
+                conn.commit()
+                self._conn = conn
             except psycopg.Error as exc:
                 raise translate(exc, self.params, "connecting") from None
         return self._conn
@@ -72,12 +80,35 @@ class PostgresStore:
                 self._conn = None
             raise translate(exc, self.params, doing) from None
 
-    def _columns(self, conn: psycopg.Connection[Any]) -> set[str]:
-        rows = conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'sessions' AND table_schema = current_schema()"
-        ).fetchall()
-        return {row[0] for row in rows}
+    def _table(self, conn: psycopg.Connection[Any]) -> original.Table | None:
+        try:
+            return schema.table_of(conn)
+        except StoreError as exc:
+            raise StoreError(f"PostgreSQL {self.location}: {exc}", hint=exc.hint) from None
+
+    def _decode(self, table: original.Table, row: Any) -> SessionRecord:
+        values = schema.as_mapping(table, row)
+        try:
+            data = original.read_row(table, values)
+        except RecordError as exc:
+            raise RecordError(f"PostgreSQL {self.location}: {exc}", hint=exc.hint) from None
+        return record_from_dict(data, where=f"{self.location}: session {values[original.KEY]!r}: ")
+
+    def _row_error(self, exc: psycopg.Error, name: str, doing: str) -> MinskyError:
+        """A row the server refused: a constraint, a trigger, a limit. Not a conflict, and
+        not a lost connection: name the table, the row and the column."""
+        if isinstance(exc, psycopg.errors.IntegrityError | psycopg.errors.RaiseException) or (
+            exc.sqlstate and exc.sqlstate[:2] in ("22", "23", "54", "P0")
+        ):
+            diag = exc.diag
+            column = diag.column_name or diag.constraint_name or "?"
+            shown = name if len(name) <= 60 else name[:60] + f"… ({len(name)} characters)"
+            return StoreError(
+                f"PostgreSQL {self.location}: table 'sessions', session {shown!r}, column {column!r}: "
+                f"the server refused the row while {doing} ({' '.join(str(exc).split())[:200]})",
+                hint="a constraint, trigger or limit of the table refused it: see \\d sessions in psql",
+            )
+        return translate(exc, self.params, doing)
 
     def _check_version(self, conn: psycopg.Connection[Any]) -> None:
         exists = conn.execute("SELECT to_regclass('minsky_schema_migrations') IS NOT NULL").fetchone()
@@ -136,68 +167,65 @@ class PostgresStore:
 
     def _rows(
         self, tail: sql.Composable | None = None, params: Sequence[Any] = (), doing: str = "reading sessions"
-    ) -> Iterator[tuple[Any, ...]]:
+    ) -> Iterator[tuple[original.Table, tuple[Any, ...]]]:
         with self._tx(doing, snapshot=True) as conn:
             self._check_version(conn)
-            columns = self._columns(conn)
-            if not columns:
+            table = self._table(conn)
+            if table is None:
                 return
-            query = schema.SELECT if "record" in columns else schema.LEGACY_SELECT
-            order = sql.SQL(" ORDER BY minsky_seq") if "minsky_seq" in columns else sql.SQL(" ORDER BY session")
+            order = (
+                sql.SQL(" ORDER BY minsky_seq, session")
+                if "minsky_seq" in table.names
+                else sql.SQL(" ORDER BY session")
+            )
             with conn.cursor(name=f"minsky_read_{id(self)}") as cursor:
                 cursor.itersize = ITERSIZE
-                cursor.execute(sql.Composed([query, sql.SQL(" "), tail or sql.SQL(""), order]), params)
-                yield from cursor
+                cursor.execute(sql.Composed([schema.select(table), sql.SQL(" "), tail or sql.SQL(""), order]), params)
+                for row in cursor:
+                    yield table, row
 
     def _select(
         self, tail: sql.Composable | None = None, params: Sequence[Any] = (), doing: str = "reading sessions"
     ) -> Iterator[SessionRecord]:
-        for row in self._rows(tail, params, doing):
-            yield schema.from_row(row, f"{self.location}: session {row[0]!r}: ")
+        for table, row in self._rows(tail, params, doing):
+            yield self._decode(table, row)
+
+    def source_rows(self) -> Iterator[tuple[original.Table, Mapping[str, Any]]]:
+        """Every row's raw cells, in ``read()``'s order: what coverage checks are made against.
+        On a connection of its own, so that it can be read alongside ``read()``."""
+        other = copy.copy(self)
+        other._conn = None
+        try:
+            for table, row in other._rows():
+                yield table, schema.as_mapping(table, row)
+        finally:
+            other.close()
 
     def read_canonical(self) -> Iterator[bytes]:
         """Verification's fast path: the canonical forms as stored in the record column (minsky
-        writes exactly ``canonical(record)`` there), fetched alone and not decoded."""
-        with self._tx("reading sessions", snapshot=True) as conn:
-            self._check_version(conn)
-            columns = self._columns(conn)
-            if not columns:
-                return
-            if "record" not in columns:
-                legacy = True
+        writes exactly ``canonical(record)`` there), not decoded, for every row whose cells are
+        still as minsky wrote them; other rows are decoded."""
+        for table, row in self._rows():
+            values = schema.as_mapping(table, row)
+            text, digest = values.get(original.RECORD), values.get(original.DIGEST)
+            if isinstance(text, str) and text and (not digest or digest == original.cells_digest(table, values)):
+                yield text.encode("utf-8", "surrogatepass")
             else:
-                legacy = False
-                with conn.cursor(name=f"minsky_canonical_{id(self)}") as cursor:
-                    cursor.itersize = ITERSIZE * 2
-                    cursor.execute("SELECT session, record FROM sessions ORDER BY minsky_seq")
-                    pending: list[str] = []
-                    for name, text in cursor:
-                        if text:
-                            yield text.encode("utf-8", "surrogatepass")
-                        else:
-                            pending.append(name)  # rows the original wrote: decoded below
-        if legacy:
-            for record in self.read():
-                yield canonical(record)
-            return
-        for name in pending:
-            found = self.get(name)
-            if found is not None:
-                yield canonical(found)
+                yield canonical(self._decode(table, row))
 
     def read(self) -> Iterator[SessionRecord]:
         return self._select()
 
     def count(self) -> int:
         with self._tx("counting sessions", snapshot=True) as conn:
-            if not self._columns(conn):
+            if self._table(conn) is None:
                 return 0
             row = conn.execute("SELECT count(*) FROM sessions").fetchone()
             return int(row[0]) if row else 0
 
     def keys(self) -> Iterator[str]:
         with self._tx("reading session names", snapshot=True) as conn:
-            if not self._columns(conn):
+            if self._table(conn) is None:
                 return
             with conn.cursor(name=f"minsky_keys_{id(self)}") as cursor:
                 cursor.itersize = ITERSIZE * 5
@@ -212,9 +240,13 @@ class PostgresStore:
         tail: sql.Composable = sql.SQL("")
         params: list[Any] = []
         if where.task_id is not None:
-            normal = normalize_task_id(where.task_id)
-            variants = [normal, f"#{normal[3:]}", normal[3:]] if normal.startswith("md#") else [normal]
-            tail, params = sql.SQL("WHERE task_id = ANY(%s)"), [variants]
+            with self._tx("reading sessions", snapshot=True) as conn:
+                table = self._table(conn)
+            column = table.column_of.get("taskId") if table is not None else None
+            if column is not None:
+                normal = normalize_task_id(where.task_id)
+                variants = [normal, f"#{normal[3:]}", normal[3:]] if normal.startswith("md#") else [normal]
+                tail, params = sql.SQL("WHERE {c} = ANY(%s)").format(c=sql.Identifier(column)), [variants]
         records = (r for r in self._select(tail, params) if matches(r, where))
         return page(records, where)
 
@@ -228,12 +260,15 @@ class PostgresStore:
     def verify(self) -> VerifyReport:
         problems: list[str] = []
         checked = 0
-        try:
-            for record in self.read():
-                checked += 1
-                del record
-        except MinskyError as exc:
-            problems.append(str(exc))
+        for table, row in self._rows():
+            checked += 1
+            try:
+                self._decode(table, row)
+            except (ValueError, MinskyError) as exc:
+                problems.append(str(exc))
+        if checked and not problems:
+            records = (record_to_dict(r) for r in self.read())
+            problems.extend(original.coverage_problems(self.source_rows(), records))
         with self._tx("checking the schema", snapshot=True) as conn:
             indexes = {
                 row[0]
@@ -241,8 +276,8 @@ class PostgresStore:
                     "SELECT indexname FROM pg_indexes WHERE tablename = 'sessions' AND schemaname = current_schema()"
                 )
             }
-        if checked and not {"idx_sessions_task_id", "idx_sessions_created_at"} <= indexes:
-            problems.append("indexes idx_sessions_task_id / idx_sessions_created_at are missing")
+        if checked and "record" in self._columns_now() and not {"idx_sessions_task_id"} <= indexes:
+            problems.append("index idx_sessions_task_id is missing")
         return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
 
     def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
@@ -250,21 +285,27 @@ class PostgresStore:
         if not self.exists():
             return None, []
         with self._writer("repairing sessions") as conn:
-            columns = self._columns(conn)
-            query = schema.SELECT if "record" in columns else schema.LEGACY_SELECT
+            table = self._table(conn)
+            assert table is not None
             names, entries, notes = [], [], []
-            for row in conn.execute(query).fetchall():
+            for row in conn.execute(schema.select(table)).fetchall():
                 try:
-                    schema.from_row(row, "")
+                    self._decode(table, row)
                 except (ValueError, MinskyError) as exc:
-                    names.append(row[0])
-                    entries.append(dict(zip(schema.COLUMNS, row, strict=False)))
-                    notes.append(f"session {row[0]!r}: {exc}")
+                    values = schema.as_mapping(table, row)
+                    names.append(values[original.KEY])
+                    entries.append(values)
+                    notes.append(f"session {values[original.KEY]!r}: {exc}")
             if not entries:
                 return None, []
             path = write_quarantine(directory, backend="postgres", location=self.location, entries=entries)
             conn.execute("DELETE FROM sessions WHERE session = ANY(%s)", (names,))
         return path, notes
+
+    def _columns_now(self) -> tuple[str, ...]:
+        with self._tx("reading the schema", snapshot=True) as conn:
+            table = self._table(conn)
+        return table.names if table is not None else ()
 
     def describe(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -288,34 +329,49 @@ class PostgresStore:
     def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_CopyWriter]:
         # A migration may write into a store marked as moved (moving back): no marker check.
         with self._writer("writing sessions", check_moved=False) as conn:
+            table = self._table(conn)
+            assert table is not None
             # The staging table copies the target's column types (an original table may use
-            # varchar) but no defaults: no sequence is drawn per staged row.
+            # varchar, uuid) but no defaults: no sequence is drawn per staged row.
             conn.execute(
                 sql.SQL("CREATE TEMPORARY TABLE {s} ON COMMIT DROP AS SELECT {cols} FROM {t} WITH NO DATA").format(
-                    s=schema.STAGING, t=schema.TABLE, cols=schema.COLS
+                    s=schema.STAGING, t=schema.TABLE, cols=schema.ident_list(schema.write_columns(table))
                 )
             )
             conn.execute(sql.SQL("ALTER TABLE {s} ADD COLUMN ord BIGINT").format(s=schema.STAGING))
-            writer = _CopyWriter(conn, on_conflict)
+            writer = _CopyWriter(self, conn, table, on_conflict)
             yield writer
             if writer.conflicts and on_conflict == "fail":
                 raise conflict_at_commit(self.location, writer.conflicts)
 
     def insert(self, record: SessionRecord) -> None:
         with self._writer("adding a session") as conn:
-            inserted = conn.execute(schema.INSERT, schema.to_row(record)).rowcount
+            table = self._table(conn)
+            assert table is not None
+            row = schema.to_row(table, record)
+            try:
+                with conn.transaction():
+                    inserted = conn.execute(schema.insert(table), row).rowcount
+            except psycopg.Error as exc:
+                raise self._row_error(exc, record.session, "adding a session") from None
         if inserted == 0:
             raise ConflictError(f"session {record.session!r} already exists in {self.location}")
 
     def update(self, name: str, change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord:
         with self._writer("updating a session") as conn:
-            columns = self._columns(conn)
-            query = schema.SELECT if "record" in columns else schema.LEGACY_SELECT
-            row = conn.execute(sql.Composed([query, sql.SQL(" WHERE session = %s FOR UPDATE")]), (name,)).fetchone()
+            table = self._table(conn)
+            assert table is not None
+            row = conn.execute(
+                sql.Composed([schema.select(table), sql.SQL(" WHERE session = %s FOR UPDATE")]), (name,)
+            ).fetchone()
             if row is None:
                 raise NotFoundError(f"no session named {name!r} in {self.location}")
-            updated = change(schema.from_row(row, ""))
-            conn.execute(schema.UPDATE, (*schema.to_row(updated)[1:], name))
+            updated = change(self._decode(table, row))
+            try:
+                with conn.transaction():
+                    conn.execute(schema.update(table), (*schema.to_row(table, updated)[1:], name))
+            except psycopg.Error as exc:
+                raise self._row_error(exc, name, "updating a session") from None
             return updated
 
     def delete(self, name: str) -> bool:
@@ -337,13 +393,23 @@ class _PgLock:
 
 
 class _CopyWriter:
-    def __init__(self, conn: psycopg.Connection[Any], on_conflict: OnConflict = "overwrite") -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        store: PostgresStore,
+        conn: psycopg.Connection[Any],
+        table: original.Table,
+        on_conflict: OnConflict = "overwrite",
+    ) -> None:
+        self.store, self.conn, self.table = store, conn, table
         self.on_conflict = on_conflict
         self.conflicts: list[str] = []
-        self.copy_sql = sql.SQL("COPY {s} (ord, {cols}) FROM STDIN (FORMAT BINARY)").format(
-            s=schema.STAGING, cols=schema.COLS
+        # Text COPY: the server parses each value into the column's own type (varchar, uuid,
+        # timestamptz, jsonb...), whatever layout the table has.
+        self.copy_sql = sql.SQL("COPY {s} (ord, {cols}) FROM STDIN").format(
+            s=schema.STAGING, cols=schema.ident_list(schema.write_columns(table))
         )
+        self.upsert = schema.upsert_from_staging(table)
+        self.insert_absent = schema.insert_from_staging(table)
         self.ord = 0  # arrival order, so that the table keeps the source's order
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
@@ -354,15 +420,24 @@ class _CopyWriter:
         minsky reads batch N+1.
         """
         with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-            copy.set_types(schema.COPY_TYPES)
             for record in batch:
                 self.ord += 1
-                copy.write_row((self.ord, *schema.to_row(record)))
-        if self.on_conflict == "overwrite":
-            self.conn.execute(schema.UPSERT_FROM_STAGING)
-        else:
-            # ON CONFLICT DO NOTHING in the transaction that commits: a row committed before this
-            # statement is seen and kept; one inserted after it waits for our commit and conflicts.
-            inserted = {row[0] for row in self.conn.execute(schema.INSERT_FROM_STAGING).fetchall()}
-            self.conflicts.extend(r.session for r in batch if r.session not in inserted)
+                copy.write_row((self.ord, *schema.to_row(self.table, record)))
+        try:
+            with self.conn.transaction():
+                if self.on_conflict == "overwrite":
+                    self.conn.execute(self.upsert)
+                else:
+                    # ON CONFLICT DO NOTHING in the transaction that commits: a row committed before
+                    # this statement is seen and kept; one inserted after it waits for our commit.
+                    inserted = {row[0] for row in self.conn.execute(self.insert_absent).fetchall()}
+                    self.conflicts.extend(r.session for r in batch if r.session not in inserted)
+        except psycopg.Error as exc:
+            raise self.store._row_error(exc, _offender(exc, batch), "writing sessions") from None
         self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))
+
+
+def _offender(exc: psycopg.Error, batch: Sequence[SessionRecord]) -> str:
+    """The session a set-based write failed on, when the server's detail names it."""
+    detail = exc.diag.message_detail or ""
+    return next((r.session for r in batch if f"({r.session})" in detail), "(one of a batch)")

@@ -1,26 +1,26 @@
-"""The ``sessions`` table: the original Minsky's columns, so its clients can still
-read what minsky writes, plus ``record`` (the whole record as canonical JSON),
-which is what minsky reads back, so nothing is lost.
+"""The ``sessions`` table in whatever layout it has: the original Minsky's camelCase
+files, its snake_case first day, its mixed liveness era, or minsky's own. Columns are
+mapped by rule (``minsky.original``); minsky adds only ``record`` (the whole record as
+canonical JSON) and ``record_digest`` (a digest of the cells it wrote), never a rebuild.
 
 Schema versions live in ``PRAGMA user_version``:
   0  a database of the original Minsky (or empty);
-  1  minsky's: ``record`` column, indexes on task_id and created_at.
+  1  minsky's: ``record`` column, indexes on the task and creation-time columns;
+  2  ``record_digest``, so that a row the original changed later is read with its changes.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from minsky import original
 from minsky.backend import MovedMark
-from minsky.codec import canonical, record_from_dict
+from minsky.codec import canonical, record_to_dict
 from minsky.model import SessionRecord
 
-SCHEMA_VERSION = 1
-
-COLUMNS = ("session", *original.COLUMNS, "record")
+SCHEMA_VERSION = 2
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -37,51 +37,91 @@ CREATE TABLE IF NOT EXISTS sessions (
   github        TEXT,
   remote        TEXT,
   pull_request  TEXT,
-  record        TEXT
+  record        TEXT,
+  record_digest TEXT
 )"""
 
-INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_sessions_task_id ON sessions(task_id)",
-    "CREATE INDEX IF NOT EXISTS idx_sessions_created_at ON sessions(created_at)",
-)
-
-# The original's early layout kept these keys in camelCase columns.
-_CAMEL_TEXT = ("repoName", "repoUrl", "createdAt", "taskId", "branch", "repoPath")
-
-UPSERT = (
-    f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    "ON CONFLICT(session) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
-)
-INSERT_IF_ABSENT = (
-    f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    "ON CONFLICT(session) DO NOTHING"
-)
-INSERT = f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INDEXED_KEYS = {"taskId": "idx_sessions_task_id", "createdAt": "idx_sessions_created_at"}
 
 
-def columns_of(conn: sqlite3.Connection) -> list[str]:
-    return [row[1] for row in conn.execute("PRAGMA table_info(sessions)")]
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def to_row(record: SessionRecord) -> tuple[Any, ...]:
-    values = original.project(record)
-    return (record.session, *(values[c] for c in original.COLUMNS), canonical(record).decode("utf-8", "surrogatepass"))
+def _kind(declared: str) -> original.Kind:
+    """SQLite's type affinity rules (https://sqlite.org/datatype3.html#determination_of_column_affinity)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "integer"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "text"
+    if not upper or "BLOB" in upper:
+        return "any"
+    return "real"
 
 
-def select_sql(columns: list[str]) -> str:
-    """A SELECT that works on every layout; ``from_row`` decodes its rows."""
-    return f"SELECT {', '.join(columns)} FROM sessions"
+def table_of(conn: sqlite3.Connection) -> original.Table | None:
+    """The ``sessions`` table's columns, or None when there is no such table."""
+    rows = conn.execute("PRAGMA table_info(sessions)").fetchall()
+    if not rows:
+        return None
+    return original.Table(
+        [original.Column(name, _kind(declared or ""), bool(notnull)) for _, name, declared, notnull, *_ in rows]
+    )
 
 
-def from_row(columns: list[str], row: tuple[Any, ...], where: str) -> SessionRecord:
-    values = dict(zip(columns, row, strict=True))
-    if values.get("record"):
-        return record_from_dict(json.loads(values["record"]), where=where)
-    data = original.rebuild(values["session"], values)
-    for key in _CAMEL_TEXT:  # the original's early camelCase layout
-        if values.get(key) is not None:
-            data[key] = values[key]
-    return record_from_dict(data, where=where)
+def key_folds_case(conn: sqlite3.Connection) -> bool:
+    """Whether the unique index on ``session`` compares names with a collation other than
+    BINARY (the original's ``COLLATE NOCASE`` tables): then two names may be one key."""
+    for _, index, unique, *_ in conn.execute("PRAGMA index_list(sessions)"):
+        if not unique:
+            continue
+        keys = [row for row in conn.execute(f"PRAGMA index_xinfo({quote(index)})") if row[5]]
+        if len(keys) == 1 and keys[0][2] == original.KEY and str(keys[0][4]).upper() != "BINARY":
+            return True
+    return False
+
+
+def select_sql(table: original.Table) -> str:
+    return f"SELECT {', '.join(quote(n) for n in table.names)} FROM sessions"
+
+
+def write_columns(table: original.Table) -> tuple[str, ...]:
+    return tuple(n for n in table.names if n != "minsky_seq")
+
+
+def insert_sql(table: original.Table) -> str:
+    cols = write_columns(table)
+    return f"INSERT INTO sessions ({', '.join(map(quote, cols))}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def insert_if_absent_sql(table: original.Table) -> str:
+    return f"{insert_sql(table)} ON CONFLICT({quote(original.KEY)}) DO NOTHING"
+
+
+def upsert_sql(table: original.Table) -> str:
+    cols = write_columns(table)
+    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in cols if c != original.KEY)
+    return f"{insert_sql(table)} ON CONFLICT({quote(original.KEY)}) DO UPDATE SET {updates}"
+
+
+def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
+    text = canonical(record).decode("utf-8", "surrogatepass")
+    values = original.row_for(table, record_to_dict(record), text)
+    return tuple(values.get(c) for c in write_columns(table))
+
+
+def as_mapping(table: original.Table, row: tuple[Any, ...]) -> Mapping[str, Any]:
+    return dict(zip(table.names, row, strict=True))
+
+
+def index_statements(table: original.Table) -> list[str]:
+    statements = []
+    for key, index in INDEXED_KEYS.items():
+        column = table.column_of.get(key)
+        if column is not None:
+            statements.append(f"CREATE INDEX IF NOT EXISTS {index} ON sessions({quote(column)})")
+    return statements
 
 
 # minsky's own key/value table: the moved marker lives here, never in the sessions table.

@@ -6,24 +6,29 @@ beside the target and appears under its final name only when complete."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
+from minsky import original
 from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical
-from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
+from minsky.codec import canonical, record_from_dict, record_to_dict
+from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
 from minsky_backend_sqlite import schema
 
 _HEADER = b"SQLite format 3\x00"
+_KEY_IS = "session = ? COLLATE BINARY"  # exact names, whatever the column's collation
+log = logging.getLogger(__name__)
 _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
 
 
@@ -38,6 +43,7 @@ class SqliteOptions:
 class SqliteStore:
     def __init__(self, path: Path, options: SqliteOptions | None = None) -> None:
         self.path = path
+        self.schema_backup: Path | None = None  # where the file was copied before minsky changed its schema
         self.options = options or SqliteOptions()
         for word in (self.options.journal_mode, self.options.synchronous):
             if not _PRAGMA_WORD.match(word):
@@ -155,13 +161,15 @@ class SqliteStore:
         self._check_file()
         conn = self._connect(path or self.path, readonly=False)
         try:
+            if upgrade:
+                self._backup_if_upgrading(conn, path or self.path)
             conn.execute("BEGIN IMMEDIATE")
             if check_moved:
                 mark = schema.moved_mark(conn, str(self.path))
                 if mark is not None:
                     raise mark.refusal(str(self.path))
             if upgrade:
-                self._migrate(conn)
+                self._migrate(conn, path or self.path)
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -175,25 +183,49 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Additive only: a table of the original keeps its layout, rows and columns; minsky
+        adds its two columns and two indexes, after backing the file up."""
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         self._refuse_newer(version)
         if version == schema.SCHEMA_VERSION:
             return
-        columns = schema.columns_of(conn)
-        if not columns:
+        table = self._table(conn)
+        if table is None:
             conn.execute(schema.CREATE_TABLE)
-        elif "repoName" in columns:  # the original's early camelCase layout
-            rows = conn.execute(schema.select_sql(columns)).fetchall()
-            records = [schema.from_row(columns, row, f"{self.path}: ") for row in rows]
-            conn.execute("DROP TABLE sessions")
-            conn.execute(schema.CREATE_TABLE)
-            conn.executemany(schema.INSERT, [schema.to_row(r) for r in records])
-        elif "record" not in columns:
-            conn.execute("ALTER TABLE sessions ADD COLUMN record TEXT")
-        for statement in schema.INDEXES:
+        else:
+            for column in (original.RECORD, original.DIGEST):
+                if column not in table.names:
+                    conn.execute(f"ALTER TABLE sessions ADD COLUMN {column} TEXT")
+        table = self._table(conn)
+        assert table is not None
+        for statement in schema.index_statements(table):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+
+    def _backup_if_upgrading(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Copy a database whose schema minsky is about to change (SQLite cannot copy from a
+        connection inside a write transaction, so this runs just before it begins)."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < schema.SCHEMA_VERSION and self._table(conn) is not None:
+            self.schema_backup = _backup_before_change(conn, path)
+            log.warning(
+                "%s: minsky adds its columns to this table; the file as it was is in %s", path, self.schema_backup
+            )
+
+    def _table(self, conn: sqlite3.Connection) -> original.Table | None:
+        try:
+            return schema.table_of(conn)
+        except StoreError as exc:
+            raise StoreError(f"{self.path}: {exc}", hint=exc.hint) from None
+
+    def _decode(self, table: original.Table, row: tuple[object, ...]) -> SessionRecord:
+        values = schema.as_mapping(table, row)
+        try:
+            data = original.read_row(table, values)
+        except RecordError as exc:
+            raise RecordError(f"{self.path}: {exc}", hint=exc.hint) from None
+        return record_from_dict(data, where=f"{self.path}: session {values[original.KEY]!r}: ")
 
     # -- the moved marker and the write lock -------------------------------------
 
@@ -212,13 +244,23 @@ class SqliteStore:
     def _select(
         self, conn: sqlite3.Connection, tail: str = "", params: Sequence[object] = ()
     ) -> Iterator[SessionRecord]:
-        columns = schema.columns_of(conn)
-        if not columns:
+        table = self._table(conn)
+        if table is None:
             return
-        cursor = conn.execute(f"{schema.select_sql(columns)} {tail}", params)
+        cursor = conn.execute(f"{schema.select_sql(table)} {tail}", params)
         while rows := cursor.fetchmany(1000):
             for row in rows:
-                yield schema.from_row(columns, row, f"{self.path}: session {row[0]!r}: ")
+                yield self._decode(table, row)
+
+    def source_rows(self) -> Iterator[tuple[original.Table, Mapping[str, object]]]:
+        """Every row's raw cells, in ``read()``'s order: what coverage checks are made against."""
+        with self._reader() as conn:
+            table = self._table(conn) if conn is not None else None
+            if conn is None or table is None:
+                return
+            conn.execute("BEGIN")
+            for row in conn.execute(f"{schema.select_sql(table)} ORDER BY rowid"):
+                yield table, schema.as_mapping(table, row)
 
     def read(self) -> Iterator[SessionRecord]:
         with self._reader() as conn:
@@ -228,33 +270,36 @@ class SqliteStore:
 
     def read_canonical(self) -> Iterator[bytes]:
         """Verification's fast path: the canonical forms as stored in the record column (minsky
-        writes exactly ``canonical(record)`` there), without decoding them."""
+        writes exactly ``canonical(record)`` there), without decoding them, for every row whose
+        cells are still as minsky wrote them; other rows are decoded."""
         with self._reader() as conn:
-            columns = schema.columns_of(conn) if conn is not None else []
-            if conn is None or not columns:
+            table = self._table(conn) if conn is not None else None
+            if conn is None or table is None:
                 return
             conn.execute("BEGIN")
-            if "record" not in columns:  # the original's layout: build each record
-                for record in self._select(conn, "ORDER BY rowid"):
-                    yield canonical(record)
-                return
-            cursor = conn.execute("SELECT session, record FROM sessions ORDER BY rowid")
+            cursor = conn.execute(f"{schema.select_sql(table)} ORDER BY rowid")
             while rows := cursor.fetchmany(1000):
-                for name, text in rows:
-                    if text:
+                for row in rows:
+                    values = schema.as_mapping(table, row)
+                    text, digest = values.get(original.RECORD), values.get(original.DIGEST)
+                    if (
+                        isinstance(text, str)
+                        and text
+                        and (not digest or digest == original.cells_digest(table, values))
+                    ):
                         yield text.encode("utf-8", "surrogatepass")
-                    else:  # a row the original wrote, before the record column existed
-                        yield canonical(next(self._select(conn, "WHERE session = ?", (name,))))
+                    else:
+                        yield canonical(self._decode(table, row))
 
     def count(self) -> int:
         with self._reader() as conn:
-            if conn is None or not schema.columns_of(conn):
+            if conn is None or self._table(conn) is None:
                 return 0
             return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
 
     def keys(self) -> Iterator[str]:
         with self._reader() as conn:
-            if conn is not None and schema.columns_of(conn):
+            if conn is not None and self._table(conn) is not None:
                 for (name,) in conn.execute("SELECT session FROM sessions ORDER BY rowid"):
                     yield name
 
@@ -262,16 +307,18 @@ class SqliteStore:
         with self._reader() as conn:
             if conn is None:
                 return None
-            return next(self._select(conn, "WHERE session = ?", (name,)), None)
+            return next(self._select(conn, f"WHERE {_KEY_IS}", (name,)), None)
 
     def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
         with self._reader() as conn:
             if conn is None:
                 return
             tail, params = "ORDER BY rowid", []
-            if where.task_id is not None:
+            table = self._table(conn)
+            column = table.column_of.get("taskId") if table is not None else None
+            if where.task_id is not None and column is not None:
                 variants = _task_variants(where.task_id)
-                tail = f"WHERE task_id IN ({', '.join('?' * len(variants))}) ORDER BY rowid"
+                tail = f"WHERE {schema.quote(column)} IN ({', '.join('?' * len(variants))}) ORDER BY rowid"
                 params = variants
             records = (r for r in self._select(conn, tail, params) if matches(r, where))
             yield from page(records, where)
@@ -295,14 +342,17 @@ class SqliteStore:
                 return VerifyReport(ok=False, checked=0, problems=(f"integrity_check: {exc}",))
             if result != ["ok"]:
                 problems.extend(f"integrity_check: {line}" for line in result)
-            columns = schema.columns_of(conn)
-            if columns:
-                for row in conn.execute(schema.select_sql(columns)):
+            table = self._table(conn)
+            if table is not None:
+                for row in conn.execute(schema.select_sql(table)):
                     checked += 1
                     try:
-                        schema.from_row(columns, row, "")
+                        self._decode(table, row)
                     except (ValueError, StoreError) as exc:
-                        problems.append(f"session {row[0]!r}: {exc}")
+                        problems.append(str(exc))
+        if checked and not problems:
+            records = (record_to_dict(r) for r in self.read())
+            problems.extend(original.coverage_problems(self.source_rows(), records))
         return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
 
     def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
@@ -310,15 +360,16 @@ class SqliteStore:
         if not self.exists():
             return None, []
         with self._writer() as conn:
-            columns = schema.columns_of(conn)
+            table = self._table(conn)
             bad_rowids, entries, notes = [], [], []
-            for rowid, *row in conn.execute(f"SELECT rowid, {', '.join(columns)} FROM sessions"):
+            assert table is not None
+            for rowid, *row in conn.execute(f"SELECT rowid, {schema.select_sql(table)[7:]}"):
                 try:
-                    schema.from_row(columns, tuple(row), "")
+                    self._decode(table, tuple(row))
                 except (ValueError, StoreError) as exc:
                     bad_rowids.append(rowid)
-                    entries.append(dict(zip(columns, row, strict=True)))
-                    notes.append(f"session {row[0]!r}: {exc}")
+                    entries.append(dict(schema.as_mapping(table, tuple(row))))
+                    notes.append(f"session {row[table.names.index(original.KEY)]!r}: {exc}")
             if not entries:
                 return None, []
             path = write_quarantine(directory, backend="sqlite", location=str(self.path), entries=entries)
@@ -331,9 +382,9 @@ class SqliteStore:
     def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_SqliteBulkWriter]:
         # A migration may write into a store marked as moved (moving back): no marker check.
         self._check_file()
-        if self.path.exists() and self.path.stat().st_size > 0:
+        if self.path.exists():  # a zero-byte file is an empty database: written in place
             with self._writer(check_moved=False) as conn:
-                writer = _SqliteBulkWriter(conn, on_conflict)
+                writer = _SqliteBulkWriter(self, conn, on_conflict)
                 yield writer
                 writer.finish(str(self.path))
             return
@@ -342,7 +393,7 @@ class SqliteStore:
         temp = self.path.parent / f"{TEMP_PREFIX}{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}"
         try:
             with self._writer(temp, check_moved=False) as conn:
-                writer = _SqliteBulkWriter(conn, on_conflict)
+                writer = _SqliteBulkWriter(self, conn, on_conflict)
                 yield writer
             conn.close()
             _fsync_file(temp)
@@ -361,7 +412,7 @@ class SqliteStore:
         source = self._connect(temp, readonly=True)
         try:
             with self._writer(check_moved=False) as conn:
-                writer = _SqliteBulkWriter(conn, on_conflict)
+                writer = _SqliteBulkWriter(self, conn, on_conflict)
                 records = self._select(source, "ORDER BY rowid")
                 while batch := [record for _, record in zip(range(1000), records, strict=False)]:
                     writer.write(batch)
@@ -370,27 +421,57 @@ class SqliteStore:
         finally:
             source.close()
 
+    def _refuse_clash(self, conn: sqlite3.Connection, name: str, *, existing_ok: bool) -> None:
+        """A name the table's key already holds: a conflict, or (under a case-folding key such
+        as the original's ``COLLATE NOCASE``) another session that would be overwritten."""
+        found = conn.execute("SELECT session FROM sessions WHERE session = ?", (name,)).fetchall()
+        for (other,) in found:
+            if other != name:
+                raise ConflictError(
+                    f"{self.path}: table 'sessions', column 'session': {name!r} and {other!r} are one key "
+                    "there (the column ignores case); refusing to overwrite one with the other",
+                    hint="rename one of the two sessions before writing into this table",
+                )
+            if not existing_ok:
+                raise ConflictError(f"session {name!r} already exists in {self.path}")
+
+    def _refused(self, name: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(
+            f"{self.path}: table 'sessions', session {name!r}: the database refused the row ({exc})",
+            hint="a constraint or trigger of the table refused it; see `sqlite3 FILE .schema sessions`",
+        )
+
     def insert(self, record: SessionRecord) -> None:
         with self._writer() as conn:
+            table = self._table(conn)
+            assert table is not None
+            self._refuse_clash(conn, record.session, existing_ok=False)
             try:
-                conn.execute(schema.INSERT, schema.to_row(record))
-            except sqlite3.IntegrityError:
-                raise ConflictError(f"session {record.session!r} already exists in {self.path}") from None
+                conn.execute(schema.insert_sql(table), schema.to_row(table, record))
+            except sqlite3.IntegrityError as exc:  # a CHECK, a trigger, a NOT NULL: not a conflict
+                raise self._refused(record.session, exc) from None
 
     def update(self, name: str, change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord:
         with self._writer() as conn:
-            current = next(self._select(conn, "WHERE session = ?", (name,)), None)
+            table = self._table(conn)
+            assert table is not None
+            current = next(self._select(conn, f"WHERE {_KEY_IS}", (name,)), None)
             if current is None:
                 raise NotFoundError(f"no session named {name!r} in {self.path}")
             updated = change(current)
-            conn.execute(schema.UPSERT, schema.to_row(updated))
+            if updated.session != name:
+                self._refuse_clash(conn, updated.session, existing_ok=False)
+            try:
+                conn.execute(schema.upsert_sql(table), schema.to_row(table, updated))
+            except sqlite3.IntegrityError as exc:
+                raise self._refused(name, exc) from None
             return updated
 
     def delete(self, name: str) -> bool:
         if not self.exists():
             return False
         with self._writer() as conn:
-            return conn.execute("DELETE FROM sessions WHERE session = ?", (name,)).rowcount > 0
+            return conn.execute(f"DELETE FROM sessions WHERE {_KEY_IS}", (name,)).rowcount > 0
 
     def close(self) -> None:
         pass
@@ -408,25 +489,31 @@ class _SqliteBulkWriter:
     """Upserts, or — for ``skip``/``fail`` — inserts what is absent, inside the ``BEGIN IMMEDIATE``
     transaction that commits them: the names found present are the conflicts at commit time."""
 
-    def __init__(self, conn: sqlite3.Connection, on_conflict: OnConflict = "overwrite") -> None:
-        self.conn = conn
-        self.on_conflict = on_conflict
+    def __init__(self, store: SqliteStore, conn: sqlite3.Connection, on_conflict: OnConflict = "overwrite") -> None:
+        self.store, self.conn, self.on_conflict = store, conn, on_conflict
         self.conflicts: list[str] = []
+        table = store._table(conn)
+        assert table is not None
+        self.table = table
+        self.statement = schema.upsert_sql(table) if on_conflict == "overwrite" else schema.insert_if_absent_sql(table)
+        self.folds_case = schema.key_folds_case(conn)
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
-        rows = [schema.to_row(r) for r in batch]
+        rows = [schema.to_row(self.table, r) for r in batch]
         if not rows:
             return
-        if self.on_conflict == "overwrite":
-            self.conn.executemany(schema.UPSERT, rows)
+        if self.on_conflict != "overwrite":
+            # We hold the write lock: what this finds present stays so until the commit.
+            names = [r.session for r in batch]
+            query = f"SELECT session FROM sessions WHERE session IN ({', '.join('?' * len(names))})"
+            present = {name for (name,) in self.conn.execute(query, names)}
+            self.conflicts.extend(name for name in names if name in present)
+        if not self.folds_case:
+            self.conn.executemany(self.statement, rows)
             return
-        # We hold the write lock: what this finds present stays so until the commit.
-        names = [row[0] for row in rows]
-        marks = ", ".join("?" * len(names))
-        query = f"SELECT session FROM sessions WHERE session IN ({marks})"
-        present = {name for (name,) in self.conn.execute(query, names)}
-        self.conflicts.extend(name for name in names if name in present)
-        self.conn.executemany(schema.INSERT_IF_ABSENT, rows)
+        for record, row in zip(batch, rows, strict=True):  # one by one: two names of one key are caught
+            self.store._refuse_clash(self.conn, record.session, existing_ok=True)
+            self.conn.execute(self.statement, row)
 
     def finish(self, location: str) -> None:
         """Raise (so the transaction rolls back) if ``fail`` met records that exist."""
@@ -465,3 +552,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _backup_before_change(conn: sqlite3.Connection, path: Path) -> Path:
+    """Copy the database to ``<file>.before-minsky-<UTC time>.bak`` beside it, created
+    exclusively (never over another backup), mode 0600."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for n in range(1000):
+        target = path.with_name(f"{path.name}.before-minsky-{stamp}{f'-{n}' if n else ''}.bak")
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            continue
+        copy = sqlite3.connect(target)
+        try:
+            conn.backup(copy)
+        finally:
+            copy.close()
+        return target
+    raise StoreError(f"{path}: cannot name a backup beside it; nothing was changed")

@@ -1,0 +1,391 @@
+"""The original Minsky's ``sessions`` tables, read and written by rule (shared by the SQL backends).
+
+The original kept a record's keys in columns of their own, named camelCase in SQLite files
+(``repoName``) and snake_case in PostgreSQL (``repo_name``), and added columns era by era.
+Nothing here lists them: every column of a row maps to a record key by rule, so a column
+no one foresaw arrives too.
+
+- A column named like a record key (no underscore) is that key; a snake_case one is its
+  camelCase key (``last_activity_at`` → ``lastActivityAt``).
+- NULL means the key is absent. JSON-text keys (``prState``, ``prApproved``, …) are parsed;
+  integers stay numbers; a timestamp column reads as the original read it (UTC ms ``Z``).
+- minsky keeps the whole record beside the row (``record``, canonical JSON) with a digest of
+  the cells it wrote (``record_digest``). While the row's cells still hash to that digest
+  the record is read as is; once someone else changed the row, every column that no longer
+  holds what minsky wrote there wins over the record (see ``read_row``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final, Literal
+
+import attrs
+
+from minsky.codec import camel, canonical_bytes, compact_bytes
+from minsky.errors import RecordError, StoreError
+from minsky.original import timestamps
+
+KEY: Final = "session"
+RECORD: Final = "record"
+DIGEST: Final = "record_digest"
+MINSKY_COLUMNS: Final = frozenset({RECORD, DIGEST, "minsky_seq"})
+JSON_KEYS: Final = frozenset({"prApproved", "prState", "pullRequest", "github", "remote", "interfaceBinding"})
+EPOCH: Final = "1970-01-01T00:00:00.000Z"
+REPAIR_HINT: Final = "`minsky sessiondb check --repair` moves unreadable rows into a quarantine file"
+
+Kind = Literal["text", "any", "integer", "real", "boolean", "timestamp", "json", "uuid", "other"]
+
+
+def column_key(column: str) -> str:
+    """The record key of a column: camelCase as it is, snake_case camel-cased."""
+    return camel(column) if "_" in column.strip("_") else column
+
+
+@attrs.frozen
+class Column:
+    """One column of a ``sessions`` table, as the backend describes it."""
+
+    name: str
+    kind: Kind = "text"
+    not_null: bool = False
+    max_length: int | None = None  # characters, for varchar(n)
+    int_bits: int = 64
+
+    @property
+    def key(self) -> str:
+        return column_key(self.name)
+
+    @property
+    def data(self) -> bool:
+        """Whether the column holds record data (not minsky's own bookkeeping)."""
+        return self.name not in MINSKY_COLUMNS
+
+
+class Table:
+    """A ``sessions`` table's columns, checked once: where each record key lives."""
+
+    def __init__(self, columns: Sequence[Column], name: str = "sessions") -> None:
+        self.name = name
+        self.columns = tuple(columns)
+        self.names = tuple(c.name for c in self.columns)
+        if KEY not in self.names:
+            raise StoreError(
+                f"table {name!r} has no {KEY!r} column (the session name): not a Minsky sessions table",
+                hint="point minsky at the original's sessions table, or at a new location",
+            )
+        record = next((c for c in self.columns if c.name == RECORD), None)
+        if record is not None and record.kind not in ("text", "any"):
+            raise StoreError(
+                f"table {name!r}: column {RECORD!r} is {record.kind}, not text: minsky keeps exact "
+                "JSON text there (jsonb would reorder keys and lose exact numbers)",
+                hint=f"ALTER TABLE {name} ALTER COLUMN {RECORD} TYPE text",
+            )
+        self.data_columns = tuple(c for c in self.columns if c.data)
+        # Two columns naming one key (``repoName`` and ``repo_name``): the exact name wins,
+        # the other arrives under its own column name, so neither is dropped.
+        exact = {c.name for c in self.data_columns}
+        self.keys = {c.name: (c.name if c.key != c.name and c.key in exact else c.key) for c in self.data_columns}
+        self.column_of = {key: name for name, key in self.keys.items()}
+
+    @property
+    def has_record(self) -> bool:
+        return RECORD in self.names
+
+    @property
+    def has_digest(self) -> bool:
+        return DIGEST in self.names
+
+    def where(self, row_key: object, column: str | None = None) -> str:
+        where = f"table {self.name!r}, session {row_key!r}"
+        return f"{where}, column {column!r}" if column else where
+
+
+# -- cells to record values -----------------------------------------------------
+
+
+def decode(table: Table, column: Column, value: Any, row_key: object) -> Any:
+    """A non-NULL cell as the record value the original would have read from it."""
+    key = table.keys[column.name]
+    if isinstance(value, str):
+        if key in JSON_KEYS and column.kind != "json":
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise RecordError(
+                    f"{table.where(row_key, column.name)}: not JSON text: {value[:60]!r}", hint=REPAIR_HINT
+                ) from None
+        if column.kind == "timestamp":
+            return timestamps.to_iso(value) or value
+        return value
+    if isinstance(value, bool | int | dict | list):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise RecordError(
+            f"{table.where(row_key, column.name)}: holds binary data, which no record key can carry",
+            hint=f"convert it to text (e.g. UPDATE {table.name} SET {column.name} = hex({column.name}))",
+        )
+    return str(value)  # uuid, Decimal, dates: "everything else is a string"
+
+
+def _record_from_cells(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for column in table.data_columns:
+        value = row[column.name]
+        if value is not None:
+            data[table.keys[column.name]] = decode(table, column, value, row[KEY])
+    return data
+
+
+# -- record values to cells ------------------------------------------------------
+
+
+def _fits(column: Column, text: str) -> bool:
+    return column.max_length is None or len(text) <= column.max_length
+
+
+def _json_text(value: Any) -> str:
+    return compact_bytes(value).decode("utf-8", "surrogatepass")
+
+
+def cell(column: Column, key: str, value: Any) -> Any:
+    """What goes into ``column`` for a record value: the original's own representation when
+    the column's type can read it back exactly, else NULL (the record keeps the value)."""
+    if value is None:
+        return None
+    kind = column.kind
+    if kind == "timestamp":
+        return timestamps.storable(value) if isinstance(value, str) else None
+    if kind == "integer":
+        limit = 1 << (column.int_bits - 1)
+        return value if type(value) is int and -limit <= value < limit else None
+    if kind == "real":
+        return value if type(value) in (int, float) and math.isfinite(value) and abs(value) < 2**53 else None
+    if kind == "boolean":
+        return value if isinstance(value, bool) else None
+    if kind == "json":
+        return _json_text(value)
+    if kind == "uuid":
+        return value if isinstance(value, str) and _is_uuid(value) else None
+    if kind == "other":
+        return None
+    if key in JSON_KEYS:
+        text = _json_text(value)
+    elif isinstance(value, str):
+        text = value
+    elif kind == "any" and type(value) is int and -(1 << 63) <= value < (1 << 63):
+        return value
+    else:
+        text = _json_text(value)
+    return text if _fits(column, text) else None
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def _filler(table: Table, column: Column, row_key: object) -> Any:
+    """A NOT NULL column the record has nothing (storable) for: a value that carries no data."""
+    filler = {"text": "", "any": "", "integer": 0, "real": 0, "boolean": False, "timestamp": EPOCH, "json": "null"}
+    if column.kind not in filler or (column.kind == "text" and not _fits(column, "")):
+        raise RecordError(
+            f"{table.where(row_key, column.name)}: NOT NULL, and the record has no value it can hold",
+            hint=f"ALTER TABLE {table.name} ALTER COLUMN {column.name} DROP NOT NULL, or fill the key in the record",
+        )
+    return filler[column.kind]
+
+
+def project(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The row minsky writes for a record: every data column in the table's own naming."""
+    name = data[KEY]
+    out: dict[str, Any] = {}
+    for column in table.data_columns:
+        if column.name == KEY:
+            if not isinstance(name, str) or not _fits(column, name):
+                raise RecordError(
+                    f"{table.where(name[:60] + '…' if isinstance(name, str) else name, KEY)}: "
+                    f"the name is longer than the column holds ({column.max_length} characters)",
+                    hint="rename the session, or widen the column: "
+                    f"ALTER TABLE {table.name} ALTER COLUMN {KEY} TYPE text",
+                )
+            out[KEY] = name
+            continue
+        key = table.keys[column.name]
+        value = cell(column, key, data.get(key))
+        out[column.name] = _filler(table, column, name) if value is None and column.not_null else value
+    return out
+
+
+# -- comparing cells -------------------------------------------------------------
+
+
+def normal(column: Column, key: str, value: Any) -> Any:
+    """A cell in a form that compares equal however the driver handed it back."""
+    if value is None:
+        return None
+    if column.kind == "timestamp":
+        return timestamps.to_iso(str(value)) or str(value)
+    if key in JSON_KEYS or column.kind == "json":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return value
+        return canonical_bytes({"v": value}).decode("utf-8", "surrogatepass")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def cells_digest(table: Table, row: Mapping[str, Any]) -> str:
+    """A digest of a row's non-NULL data cells: what minsky stores beside the record it wrote."""
+    cells = sorted(
+        (c.name, normal(c, table.keys[c.name], row.get(c.name)))
+        for c in table.data_columns
+        if row.get(c.name) is not None
+    )
+    return hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def row_for(table: Table, data: Mapping[str, Any], record_text: str) -> dict[str, Any]:
+    """Every column minsky writes for a record: its projection, the record and the digest."""
+    row = project(table, data)
+    if table.has_record:
+        row[RECORD] = record_text
+    if table.has_digest:
+        row[DIGEST] = cells_digest(table, row)
+    return row
+
+
+# -- rows to records -------------------------------------------------------------
+
+
+def read_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The record a row holds.
+
+    A row the original wrote is read from its columns. A row minsky wrote is its ``record``;
+    when the row's cells no longer hash to the digest minsky stored, someone else changed it,
+    and each column that no longer holds what minsky wrote there wins (NULL removes the key).
+    """
+    row_key = row[KEY]
+    text = row.get(RECORD)
+    if text is None or text == "":
+        return _record_from_cells(table, row)
+    if not isinstance(text, str):
+        raise RecordError(f"{table.where(row_key, RECORD)}: not JSON text", hint=REPAIR_HINT)
+    try:
+        stored = json.loads(text)
+    except ValueError:
+        raise RecordError(f"{table.where(row_key, RECORD)}: not JSON: {text[:60]!r}", hint=REPAIR_HINT) from None
+    if not isinstance(stored, dict):
+        raise RecordError(f"{table.where(row_key, RECORD)}: not a JSON object", hint=REPAIR_HINT)
+    if stored.get(KEY) != row_key:
+        raise RecordError(
+            f"{table.where(row_key, RECORD)}: the record names session {stored.get(KEY)!r}, not the row's",
+            hint=REPAIR_HINT,
+        )
+    digest = row.get(DIGEST)
+    if not digest or digest == cells_digest(table, row):
+        return stored  # untouched since minsky wrote it (or written before digests were kept)
+    written = project_lenient(table, stored)
+    merged = dict(stored)
+    for column in table.data_columns:
+        key, value = table.keys[column.name], row[column.name]
+        if column.name == KEY or normal(column, key, value) == normal(column, key, written.get(column.name)):
+            continue
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = decode(table, column, value, row_key)
+    return merged
+
+
+def project_lenient(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``project``, but a record the table cannot hold yields what it can (for comparisons)."""
+    try:
+        return project(table, data)
+    except RecordError:
+        return {c.name: cell(c, table.keys[c.name], data.get(table.keys[c.name])) for c in table.data_columns}
+
+
+# -- coverage: every cell of the source accounted for ----------------------------
+
+
+def uncovered(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+    """The data columns of ``row`` whose non-NULL cell the record ``data`` does not account for:
+    projecting the record back into the table must give the cell again."""
+    again = project_lenient(table, data)
+    missing = []
+    for column in table.data_columns:
+        value = row.get(column.name)
+        key = table.keys[column.name]
+        if value is not None and normal(column, key, value) != normal(column, key, again.get(column.name)):
+            missing.append(column.name)
+    return missing
+
+
+def coverage_problems(
+    rows: Iterable[tuple[Table, Mapping[str, Any]]], records: Iterable[Mapping[str, Any]], limit: int = 20
+) -> list[str]:
+    """Every non-NULL cell of every source row accounted for in the record read from it.
+
+    ``rows`` (the raw cells) and ``records`` (what the store's reader yielded) come in the
+    same order; a record out of step is matched by name."""
+    problems: list[str] = []
+    waiting: dict[str, tuple[Table, Mapping[str, Any]]] = {}
+    unmatched: dict[str, Mapping[str, Any]] = {}
+
+    def check(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+        for name in uncovered(table, row, data):
+            if len(problems) < limit:
+                problems.append(
+                    f"session {row[KEY]!r}: column {name!r} ({_short(row[name])}) is not in the record read "
+                    f"(key {table.keys[name]!r})"
+                )
+
+    for item in _pairs(rows, records):
+        (table, row), data = item
+        if data is not None and row is not None and data.get(KEY) == row[KEY]:
+            check(table, row, data)
+            continue
+        if row is not None:
+            if row[KEY] in unmatched:
+                check(table, row, unmatched.pop(row[KEY]))
+            else:
+                waiting[row[KEY]] = (table, row)
+        if data is not None:
+            name = data.get(KEY)
+            if isinstance(name, str) and name in waiting:
+                check(*waiting.pop(name), data)
+            elif isinstance(name, str):
+                unmatched[name] = data
+    problems.extend(f"session {name!r}: the row was not read at all" for name in list(waiting)[:limit])
+    return problems
+
+
+def _pairs(
+    rows: Iterable[tuple[Table, Mapping[str, Any]]], records: Iterable[Mapping[str, Any]]
+) -> Iterator[tuple[tuple[Any, Any], Any]]:
+    row_iter, record_iter = iter(rows), iter(records)
+    while True:
+        row = next(row_iter, None)
+        data = next(record_iter, None)
+        if row is None and data is None:
+            return
+        yield (row if row is not None else (None, None)), data
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "…"
