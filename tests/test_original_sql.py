@@ -176,3 +176,29 @@ def test_a_row_the_original_changes_later_is_read_with_its_changes(  # type: ign
     got = minsky_json("session", "get", AWKWARD[0]["session"])
     want = {k: v for k, v in AWKWARD[0].items() if k != key} | {"repoName": "acme/renamed"}
     assert lines([got]) == lines([want])  # the original's change wins; the rest is still exact
+
+
+def test_a_lossy_reader_fails_verify_and_check_naming_record_and_column(minsky, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The check that would have caught the original column loss: a reader that drops a
+    column passes a written-vs-read comparison, and must fail against the source's cells."""
+    from minsky import original
+
+    db = use_db(tmp_path, "sqlite-2025-08-06-camel-pr", monkeypatch)
+    real = original.read_row
+
+    def lossy(table: original.Table, row: Any) -> dict[str, Any]:
+        data = dict(real(table, row))
+        data.pop("prBranch", None)  # as minsky's reader of a fixed column list did
+        return data
+
+    monkeypatch.setattr(original, "read_row", lossy)
+    result = minsky("sessiondb", "migrate", "to", "json", "--json-path", str(tmp_path / "out.json"), "--verify")
+    assert result.exit_code == 6, result.output
+    assert "'task-md#102'" in result.output and "'prBranch'" in result.output
+    check = minsky("sessiondb", "check")
+    assert check.exit_code == 4
+    assert "'task-md#140'" in check.output and "'prBranch'" in check.output
+    assert "Traceback" not in check.output + result.output
+    monkeypatch.setattr(original, "read_row", real)
+    assert minsky("sessiondb", "check").exit_code == 0
+    del db

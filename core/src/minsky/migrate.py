@@ -30,6 +30,7 @@ from minsky import hooks
 from minsky.backend import OnConflict, ReadableStore, Store
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
 from minsky.codec import StoreDigest, canonical, canonical_stream, record_digest
+from minsky.coverage import source_gaps
 from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, key_function, stop
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
@@ -62,6 +63,7 @@ class Verification:
     missing: list[str] = attrs.field(factory=list)
     extra: list[str] = attrs.field(factory=list)
     mismatched: list[str] = attrs.field(factory=list)
+    uncovered: list[str] = attrs.field(factory=list)  # source cells no record read accounts for
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class Verification:
             "missing": self.missing,
             "extra": self.extra,
             "mismatched": self.mismatched,
+            "uncovered": self.uncovered,
         }
 
 
@@ -280,6 +283,8 @@ def migrate(
     )
     if verify and not dry_run:
         report.verification = verify_target(target, written_digest, snapshot, existing, on_conflict, plan)
+        report.verification.uncovered = source_gaps(source.store)
+        report.verification.ok = report.verification.ok and not report.verification.uncovered
     if not dry_run:
         _after_copy(report, source, target, snapshot, on_conflict, switch)
     report.seconds = time.perf_counter() - started

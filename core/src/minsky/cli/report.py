@@ -65,6 +65,7 @@ def finish(
             f"verification failed: {len(report.verification.missing)} missing, "
             f"{len(report.verification.extra)} extra, {len(report.verification.mismatched)} mismatched "
             f"in {report.target.location}"
+            + (f"; not read from the source: {v.uncovered[0]}" if (v := report.verification).uncovered else "")
         )
     if report.rejected:
         first = report.rejected[0]
@@ -105,6 +106,8 @@ def print_report(report: Report, verb: str) -> None:
         v = report.verification
         state = "ok" if v.ok else "FAILED"
         click.echo(f"  verification: {state} ({v.source_count} expected, {v.target_count} in target)")
+        for problem in v.uncovered:
+            click.echo(f"    not read from the source: {problem}")
         for label, names in (("missing", v.missing), ("extra", v.extra), ("mismatched", v.mismatched)):
             if names:
                 click.echo(f"    {label}: {', '.join(names[:10])}" + (" …" if len(names) > 10 else ""))

@@ -102,6 +102,8 @@ class PostgresStore:
         ):
             diag = exc.diag
             column = diag.column_name or diag.constraint_name or "?"
+            if exc.sqlstate == "54000":  # an index row too big: the key's
+                column = original.KEY
             shown = name if len(name) <= 60 else name[:60] + f"… ({len(name)} characters)"
             return StoreError(
                 f"PostgreSQL {self.location}: table 'sessions', session {shown!r}, column {column!r}: "
@@ -439,5 +441,7 @@ class _CopyWriter:
 
 def _offender(exc: psycopg.Error, batch: Sequence[SessionRecord]) -> str:
     """The session a set-based write failed on, when the server's detail names it."""
+    if exc.sqlstate == "54000":  # an index row too big: the longest name
+        return max((r.session for r in batch), key=len)
     detail = exc.diag.message_detail or ""
     return next((r.session for r in batch if f"({r.session})" in detail), "(one of a batch)")

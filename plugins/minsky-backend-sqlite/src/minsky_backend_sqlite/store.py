@@ -90,6 +90,7 @@ class SqliteStore:
             if not readonly:
                 # Refuse a newer schema before anything (even the journal mode) changes the file.
                 self._refuse_newer(conn.execute("PRAGMA user_version").fetchone()[0])
+                self._table(conn)  # and a foreign table (no session column)
                 conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
                 conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
             return conn
