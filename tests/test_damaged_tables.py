@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 REPO = "https://github.com/acme/widgets.git"
+COPY_BETA_INTO_ALPHA = (
+    "UPDATE sessions SET record = (SELECT record FROM sessions WHERE session = 'beta') WHERE session = 'alpha'"
+)
 
 
 def sqlite_env(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
@@ -68,7 +71,7 @@ def test_a_record_cell_that_is_not_json(minsky, two_sessions: Path, tmp_path: Pa
 
 
 def test_a_record_naming_another_session_is_found_and_never_written_over_it(minsky, two_sessions: Path) -> None:  # type: ignore[no-untyped-def]
-    sql(two_sessions, "UPDATE sessions SET record = (SELECT record FROM sessions WHERE session = 'beta') WHERE session = 'alpha'")
+    sql(two_sessions, COPY_BETA_INTO_ALPHA)
     conn = sqlite3.connect(two_sessions)
     beta = conn.execute("SELECT * FROM sessions WHERE session = 'beta'").fetchone()
     conn.close()
@@ -105,13 +108,15 @@ def test_names_one_nocase_key_cannot_tell_apart_are_refused_by_name(minsky, mins
     db = tmp_path / "nocase.db"
     sql(
         db,
-        "CREATE TABLE sessions (session TEXT PRIMARY KEY COLLATE NOCASE, repoName TEXT NOT NULL, createdAt TEXT NOT NULL)",
+        "CREATE TABLE sessions (session TEXT PRIMARY KEY COLLATE NOCASE, repoName TEXT NOT NULL, "
+        "createdAt TEXT NOT NULL)",
         "INSERT INTO sessions VALUES ('Alpha', 'kept', '2025-01-01T00:00:00.000Z')",
     )
     seed = tmp_path / "seed.json"
     for names in (["alpha"], ["Beta", "beta"]):
         seed.write_text(json.dumps({"sessions": [{"session": n, "repoName": n} for n in names]}), "utf-8")
-        result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), "--from", "json", "--json-path", str(seed))
+        source = ["--from", "json", "--json-path", str(seed)]
+        result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(db), *source)
         assert result.exit_code != 0 and "Traceback" not in result.output
         assert all(repr(n) in result.stderr for n in (names if len(names) == 2 else ["alpha", "Alpha"]))
     conn = sqlite3.connect(db)
@@ -153,7 +158,7 @@ def test_postgres_record_column_turned_jsonb(minsky, pg: str) -> None:  # type: 
 def test_postgres_record_naming_another_session(minsky, pg: str) -> None:  # type: ignore[no-untyped-def]
     for name in ("alpha", "beta"):
         assert minsky("session", "start", name, "--repo", REPO).exit_code == 0
-    pg_sql(pg, "UPDATE sessions SET record = (SELECT record FROM sessions WHERE session = 'beta') WHERE session = 'alpha'")
+    pg_sql(pg, COPY_BETA_INTO_ALPHA)
     clean_error(minsky("sessiondb", "check"), "'alpha'", "'record'", "'beta'")
     clean_error(minsky("session", "end", "alpha"), "'alpha'", "'record'")
     assert "endedAt" not in json.loads(minsky("session", "get", "beta", "--json").stdout)
@@ -170,7 +175,6 @@ def test_postgres_trigger_error_is_not_a_conflict(minsky, pg: str) -> None:  # t
     result = minsky("session", "start", "x1", "--repo", REPO)
     clean_error(result, "'sessions'", "'x1'", "no x sessions here")
     assert "already exists" not in result.stderr
-
 
 
 def test_postgres_a_10000_character_name_names_the_row(minsky, pg: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

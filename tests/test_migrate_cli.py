@@ -46,6 +46,7 @@ def test_json_to_sqlite_and_back_is_lossless(minsky, minsky_json, json_store: Pa
         "missing": [],
         "extra": [],
         "mismatched": [],
+        "uncovered": [],
     }
     assert json_store.read_bytes() == before, "the source must never change"
     assert stat.S_IMODE(db.stat().st_mode) == 0o600

@@ -28,7 +28,7 @@ from minsky_backend_sqlite import schema
 
 _HEADER = b"SQLite format 3\x00"
 _KEY_IS = "session = ? COLLATE BINARY"  # exact names, whatever the column's collation
-log = logging.getLogger(__name__)
+log = logging.getLogger("minsky.backend.sqlite")  # under minsky's handler: redacted, on stderr
 _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
 
 
