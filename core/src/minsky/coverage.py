@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from minsky.codec import record_to_dict
-from minsky.original import coverage_problems
+from minsky.original import store_coverage
 
 LIMIT = 20
 
 
 def source_gaps(store: Any, limit: int = LIMIT) -> list[str]:
     """What the source holds and its records do not, one line each naming record and column."""
-    rows = getattr(store, "source_rows", None)
-    if not callable(rows):
+    if not callable(getattr(store, "source_rows", None)):
         return []
-    return coverage_problems(rows(), (record_to_dict(r) for r in store.read()), limit)
+    return store_coverage(store, limit)

@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from minsky.codec import camel, canonical_bytes, compact_bytes
+from minsky.codec import camel, canonical_bytes, compact_bytes, record_to_dict
 from minsky.errors import RecordError, StoreError
 from minsky.original import timestamps
 
@@ -337,8 +337,9 @@ def uncovered(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> 
 
 def coverage_problems(
     rows: Iterable[tuple[Table, Mapping[str, Any]]], records: Iterable[Mapping[str, Any]], limit: int = 20
-) -> list[str]:
-    """Every non-NULL cell of every source row accounted for in the record read from it.
+) -> tuple[list[str], list[str]]:
+    """Every non-NULL cell of every source row accounted for in the record read from it:
+    (problems naming record and column, names of rows no record was read for).
 
     ``rows`` (the raw cells) and ``records`` (what the store's reader yielded) come in the
     same order; a record out of step is matched by name."""
@@ -354,8 +355,7 @@ def coverage_problems(
                     f"(key {table.keys[name]!r})"
                 )
 
-    for item in _pairs(rows, records):
-        (table, row), data = item
+    for (table, row), data in _pairs(rows, records):
         if data is not None and row is not None and data.get(KEY) == row[KEY]:
             check(table, row, data)
             continue
@@ -370,7 +370,18 @@ def coverage_problems(
                 check(*waiting.pop(name), data)
             elif isinstance(name, str):
                 unmatched[name] = data
-    problems.extend(f"session {name!r}: the row was not read at all" for name in list(waiting)[:limit])
+    return problems, list(waiting)
+
+
+def store_coverage(store: Any, limit: int = 20) -> list[str]:
+    """``coverage_problems`` of a store with ``source_rows()`` (the SQL backends), its raw
+    rows against its ``read()``. The two passes are two snapshots: a row another writer added
+    or deleted in between is not a gap; one that is still there and still unread is."""
+    problems, unread = coverage_problems(store.source_rows(), (record_to_dict(r) for r in store.read()), limit)
+    if unread:
+        present = set(store.keys())
+        gone = [name for name in unread if name in present and store.get(name) is None]
+        problems.extend(f"session {name!r}: the row was not read at all" for name in gone[:limit])
     return problems
 
 

@@ -23,7 +23,7 @@ from psycopg.types.string import TextLoader
 
 from minsky import original
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, record_from_dict, record_to_dict
+from minsky.codec import canonical, record_from_dict
 from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -269,8 +269,7 @@ class PostgresStore:
             except (ValueError, MinskyError) as exc:
                 problems.append(str(exc))
         if checked and not problems:
-            records = (record_to_dict(r) for r in self.read())
-            problems.extend(original.coverage_problems(self.source_rows(), records))
+            problems.extend(original.store_coverage(self))
         with self._tx("checking the schema", snapshot=True) as conn:
             indexes = {
                 row[0]

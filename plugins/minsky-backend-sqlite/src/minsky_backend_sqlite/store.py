@@ -19,7 +19,7 @@ import attrs
 from minsky import original
 from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, record_from_dict, record_to_dict
+from minsky.codec import canonical, record_from_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -352,8 +352,7 @@ class SqliteStore:
                     except (ValueError, StoreError) as exc:
                         problems.append(str(exc))
         if checked and not problems:
-            records = (record_to_dict(r) for r in self.read())
-            problems.extend(original.coverage_problems(self.source_rows(), records))
+            problems.extend(original.store_coverage(self))
         return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
 
     def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
