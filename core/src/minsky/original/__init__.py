@@ -91,6 +91,10 @@ class Table:
         exact = {c.name for c in self.data_columns}
         self.keys = {c.name: (c.name if c.key != c.name and c.key in exact else c.key) for c in self.data_columns}
         self.column_of = {key: name for name, key in self.keys.items()}
+        self.digest_plan = tuple(
+            (c.name, c, self.keys[c.name], c.kind in ("text", "any"))
+            for c in sorted(self.data_columns, key=lambda c: c.name)
+        )
 
     @property
     def has_record(self) -> bool:
@@ -249,13 +253,18 @@ def normal(column: Column, key: str, value: Any) -> Any:
 
 
 def cells_digest(table: Table, row: Mapping[str, Any]) -> str:
-    """A digest of a row's non-NULL data cells: what minsky stores beside the record it wrote."""
-    cells = sorted(
-        (c.name, normal(c, table.keys[c.name], row.get(c.name)))
-        for c in table.data_columns
-        if row.get(c.name) is not None
-    )
-    return hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+    """A digest of a row's non-NULL data cells: what minsky stores beside the record it wrote.
+
+    Text is hashed as stored (minsky wrote it, so an unchanged cell is byte-identical); other
+    types as ``normal`` gives them, since drivers hand them back in forms of their own."""
+    digest = hashlib.sha256()
+    for name, column, key, raw in table.digest_plan:
+        value = row.get(name)
+        if value is None:
+            continue
+        text = value if raw and isinstance(value, str) else str(normal(column, key, value))
+        digest.update(f"{name}\x00{len(text)}\x00{text}".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def row_for(table: Table, data: Mapping[str, Any], record_text: str) -> dict[str, Any]:
