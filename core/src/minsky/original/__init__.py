@@ -185,8 +185,8 @@ def cell(column: Column, key: str, value: Any) -> Any:
         text = value
     elif kind == "any" and type(value) is int and -(1 << 63) <= value < (1 << 63):
         return value
-    else:
-        text = _json_text(value)
+    else:  # sorted keys: the record minsky keeps is canonical, and must project to the same text
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text if _fits(column, text) else None
 
 
