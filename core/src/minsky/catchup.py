@@ -31,7 +31,7 @@ from minsky.backend import (
     WriteLock,
     accepts_on_conflict,
 )
-from minsky.codec import canonical, canonical_stream, record_from_dict
+from minsky.codec import canonical_stream, digest_form, record_from_dict
 from minsky.errors import ConflictError, MinskyError
 from minsky.model import SessionRecord
 
@@ -91,7 +91,7 @@ def changes_since(snapshot: Snapshot, store: ReadableStore) -> Changes:
     try:
         return _changes(snapshot, canonical_stream(store), store.location)
     except (ValueError, MinskyError):
-        return _changes(snapshot, (canonical(record) for record in hooks.read(store)), store.location)
+        return _changes(snapshot, (digest_form(record) for record in hooks.read(store)), store.location)
 
 
 def _changes(snapshot: Snapshot, blobs: Iterable[bytes], where: str) -> Changes:
@@ -102,7 +102,7 @@ def _changes(snapshot: Snapshot, blobs: Iterable[bytes], where: str) -> Changes:
         digest = short_digest(blob)
         if digest not in before:  # new or changed, or bytes not in canonical form: decode to tell
             record = record_from_dict(json.loads(blob.decode("utf-8", "surrogatepass")), where=f"{where}: ")
-            digest = short_digest(canonical(record))
+            digest = short_digest(digest_form(record))
             if digest not in before:
                 found.changed.append(record)
                 continue

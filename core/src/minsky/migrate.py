@@ -29,7 +29,7 @@ import attrs
 from minsky import hooks
 from minsky.backend import OnConflict, ReadableStore, Store
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
-from minsky.codec import StoreDigest, canonical, canonical_stream, record_digest
+from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_stream, digest_form, record_digest
 from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, key_function, stop
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
@@ -237,11 +237,14 @@ def migrate(
     def admitted(records: Iterable[SessionRecord]) -> Iterator[SessionRecord]:
         for record in records:
             report.read += 1
-            blob = canonical(record)
+            try:
+                blob, reason = canonical(record), None
+            except UnrepresentableError as exc:  # never written, never changed: named
+                blob, reason = digest_form(record), exc.reason
             raw = hashlib.sha256(blob).digest()
             digest = raw.hex()
             source_digest.add(digest)
-            reason = reject_reason(blob)
+            reason = reason or reject_reason(blob)
             kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
             name = plan.snapshot_name(record, kept)
             snapshot.digests[name] = raw[: len(short_digest(b""))]
@@ -316,7 +319,10 @@ def _after_copy(
     assert isinstance(target.store, Store)
 
     def admit(record: SessionRecord) -> bool:
-        reason = reject_reason(canonical(record))
+        try:
+            reason = reject_reason(canonical(record))
+        except UnrepresentableError as exc:
+            reason = exc.reason
         if reason is not None:
             report.rejected.append({"session": record.session, "reason": reason})
         return reason is None
@@ -356,7 +362,7 @@ def verify_target(
         for name, digests in wanted.items()
         if name not in snapshot.not_written and (name not in existing or on_conflict == "overwrite")
     }
-    found = {record.session: short_digest(canonical(record)) for record in target.store.read()}
+    found = {record.session: short_digest(digest_form(record)) for record in target.store.read()}
     missing = sorted(name for name in expected if name not in found)
     # A keyed target holds one record per name: copies past the first cannot all be there.
     missing += [f"{name} (copy {n + 1} of {len(d)})" for name, d in sorted(expected.items()) for n in range(1, len(d))]

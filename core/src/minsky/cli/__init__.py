@@ -51,9 +51,12 @@ class MinskyGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("minsky: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            from minsky.signals import interrupted_exit_code
+
+            code, what = interrupted_exit_code(exc)
+            click.echo(f"minsky: {what}; nothing half-written was left behind", err=True)
+            ctx.exit(code)
         except Exception as exc:
             report_error(exc, internal=True)
             ctx.exit(1)
@@ -64,19 +67,20 @@ def debug_enabled() -> bool:
 
 
 def report_error(exc: BaseException, *, internal: bool = False) -> None:
+    from minsky.cli.output import echo, printable
     from minsky.redact import redact_text
 
     if debug_enabled():
-        click.echo(redact_text(traceback.format_exc()), err=True, nl=False)
+        echo(redact_text(traceback.format_exc()), err=True, nl=False)
     if internal:
         text = f"{type(exc).__name__}: {exc}"
         first = text.splitlines()[0] if text.strip() else type(exc).__name__
-        click.echo(f"minsky: internal error: {redact_text(first)} (rerun with --debug)", err=True)
+        echo(f"minsky: internal error: {printable(redact_text(first))} (rerun with --debug)", err=True)
         return
-    click.echo(f"minsky: error: {exc}", err=True)
+    echo(f"minsky: error: {printable(str(exc))}", err=True)
     hint = getattr(exc, "hint", None)
     if hint:
-        click.echo(f"minsky: hint: {hint}", err=True)
+        echo(f"minsky: hint: {printable(hint)}", err=True)
 
 
 @click.group(cls=MinskyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,5 +99,8 @@ def cli(debug: bool) -> None:
 
 
 def main() -> None:
+    from minsky.signals import interrupt_on_termination
+
+    interrupt_on_termination()
     cli.main(prog_name="minsky")
     sys.exit(0)

@@ -7,7 +7,6 @@ Every identifier is composed with ``psycopg.sql``."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from psycopg import sql
 
 from minsky import original
 from minsky.backend import MovedMark
-from minsky.codec import canonical, record_from_dict
+from minsky.codec import canonical, loads, record_from_dict
 from minsky.errors import StoreError
 from minsky.model import SessionRecord
 
@@ -133,7 +132,7 @@ def to_row(record: SessionRecord) -> tuple[Any, ...]:
 def from_row(row: tuple[Any, ...], where: str) -> SessionRecord:
     values = dict(zip(COLUMNS, row, strict=False))
     if values.get("record"):
-        return record_from_dict(json.loads(values["record"]), where=where)
+        return record_from_dict(loads(values["record"]), where=where)
     # A row written by the original Minsky: rebuild what its columns hold.
     created = values.get("created_at")
     if isinstance(created, datetime):

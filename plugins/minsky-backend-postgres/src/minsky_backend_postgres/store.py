@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical
+from minsky.codec import canonical, record_problem
 from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -231,7 +231,9 @@ class PostgresStore:
         try:
             for record in self.read():
                 checked += 1
-                del record
+                reason = record_problem(record)
+                if reason is not None:
+                    problems.append(f"session {record.session!r}: {reason}")
         except MinskyError as exc:
             problems.append(str(exc))
         with self._tx("checking the schema", snapshot=True) as conn:
@@ -255,7 +257,9 @@ class PostgresStore:
             names, entries, notes = [], [], []
             for row in conn.execute(query).fetchall():
                 try:
-                    schema.from_row(row, "")
+                    reason = record_problem(schema.from_row(row, ""))
+                    if reason is not None:
+                        raise ValueError(reason)
                 except (ValueError, MinskyError) as exc:
                     names.append(row[0])
                     entries.append(dict(zip(schema.COLUMNS, row, strict=False)))

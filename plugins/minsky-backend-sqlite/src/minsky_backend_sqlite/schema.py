@@ -9,13 +9,12 @@ Schema versions live in ``PRAGMA user_version``:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 from minsky import original
 from minsky.backend import MovedMark
-from minsky.codec import canonical, record_from_dict
+from minsky.codec import canonical, loads, record_from_dict
 from minsky.model import SessionRecord
 
 SCHEMA_VERSION = 1
@@ -76,7 +75,7 @@ def select_sql(columns: list[str]) -> str:
 def from_row(columns: list[str], row: tuple[Any, ...], where: str) -> SessionRecord:
     values = dict(zip(columns, row, strict=True))
     if values.get("record"):
-        return record_from_dict(json.loads(values["record"]), where=where)
+        return record_from_dict(loads(values["record"]), where=where)
     data = original.rebuild(values["session"], values)
     for key in _CAMEL_TEXT:  # the original's early camelCase layout
         if values.get(key) is not None:

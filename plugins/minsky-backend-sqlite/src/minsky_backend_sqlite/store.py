@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import attrs
 
 from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical
+from minsky.codec import canonical, check
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -24,6 +25,7 @@ from minsky.quarantine import write_quarantine
 from minsky_backend_sqlite import schema
 
 _HEADER = b"SQLite format 3\x00"
+_LOCK_POLL_MS = 100  # how long one wait for a lock lasts before Python can see a signal
 _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
 
 
@@ -155,7 +157,7 @@ class SqliteStore:
         self._check_file()
         conn = self._connect(path or self.path, readonly=False)
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             if check_moved:
                 mark = schema.moved_mark(conn, str(self.path))
                 if mark is not None:
@@ -174,6 +176,25 @@ class SqliteStore:
             raise
         finally:
             conn.close()
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting for a lock in short busy timeouts rather than one long
+        one: SQLite's wait is a C call that no signal interrupts, so Ctrl-C (or SIGTERM)
+        takes effect within one poll instead of after the whole busy timeout."""
+        total_ms = int(self.options.busy_timeout_ms)
+        poll_ms = min(total_ms, _LOCK_POLL_MS)
+        deadline = time.monotonic() + total_ms / 1000
+        conn.execute(f"PRAGMA busy_timeout = {poll_ms}")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {total_ms}")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -300,7 +321,7 @@ class SqliteStore:
                 for row in conn.execute(schema.select_sql(columns)):
                     checked += 1
                     try:
-                        schema.from_row(columns, row, "")
+                        check(schema.from_row(columns, row, ""))
                     except (ValueError, StoreError) as exc:
                         problems.append(f"session {row[0]!r}: {exc}")
         return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
@@ -314,7 +335,7 @@ class SqliteStore:
             bad_rowids, entries, notes = [], [], []
             for rowid, *row in conn.execute(f"SELECT rowid, {', '.join(columns)} FROM sessions"):
                 try:
-                    schema.from_row(columns, tuple(row), "")
+                    check(schema.from_row(columns, tuple(row), ""))
                 except (ValueError, StoreError) as exc:
                     bad_rowids.append(rowid)
                     entries.append(dict(zip(columns, row, strict=True)))
