@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -51,12 +53,18 @@ def atomic_writer(path: Path, *, binary: bool = True) -> Iterator[IO[bytes]]:
     """Yield a file to fill; on clean exit it replaces ``path`` in one step."""
     directory = path.parent
     ensure_private_dir(directory)
+    # Signals wait while the temp file comes into being, and are let through inside the
+    # ``try``: an interrupt landing between its creation and the ``try`` would leave it behind.
+    held = _hold_signals()
+    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=directory)
-    except OSError as exc:
-        raise os_error_to_store_error(exc, path) from None
-    tmp = Path(tmp_name)
-    try:
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=directory)
+        except OSError as exc:
+            raise os_error_to_store_error(exc, path) from None
+        tmp = Path(tmp_name)
+        _release_signals(held)
+        held = None
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -65,11 +73,30 @@ def atomic_writer(path: Path, *, binary: bool = True) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
         fsync_dir(directory)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise os_error_to_store_error(exc, path) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _release_signals(held)
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _hold_signals() -> set[int | signal.Signals] | None:
+    """Block the termination signals (main thread only); returns the mask to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals(previous: set[int | signal.Signals] | None) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

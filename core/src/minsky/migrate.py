@@ -18,7 +18,6 @@ import functools
 import gc
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -35,8 +34,6 @@ from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 from minsky.prefetch import prefetched
 
-# "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -130,17 +127,6 @@ class Report:
             },
             "duplicates": self.duplicates.to_json() if self.duplicates else None,
         }
-
-
-def reject_reason(canonical_form: bytes) -> str | None:
-    """Why a record (given in canonical form) cannot be stored on every backend alike.
-
-    Policy for U+0000: PostgreSQL text cannot hold it, so a record containing it
-    anywhere is rejected — on every backend, naming the record — never stripped.
-    """
-    if b"\\u0000" in canonical_form and _NUL_ESCAPE.search(canonical_form):
-        return "contains the NUL character (U+0000), which not every backend can store"
-    return None
 
 
 Progress = Callable[[int], None]
@@ -244,7 +230,6 @@ def migrate(
             raw = hashlib.sha256(blob).digest()
             digest = raw.hex()
             source_digest.add(digest)
-            reason = reason or reject_reason(blob)
             kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
             name = plan.snapshot_name(record, kept)
             snapshot.digests[name] = raw[: len(short_digest(b""))]
@@ -320,9 +305,11 @@ def _after_copy(
 
     def admit(record: SessionRecord) -> bool:
         try:
-            reason = reject_reason(canonical(record))
+            canonical(record)
         except UnrepresentableError as exc:
-            reason = exc.reason
+            reason: str | None = exc.reason
+        else:
+            reason = None
         if reason is not None:
             report.rejected.append({"session": record.session, "reason": reason})
         return reason is None

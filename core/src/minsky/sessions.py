@@ -49,6 +49,14 @@ def session_name(name: str | None, task: str | None) -> str:
     raise UsageError("give a session NAME or --task ID")
 
 
+def check_arguments(**arguments: str | None) -> None:
+    """Every argument is checked as text before anything is created: a Latin-1 byte in a
+    shell argument arrives as a lone surrogate, which no store can hold."""
+    for key, value in arguments.items():
+        if value is not None:
+            check_text(value, "session name" if key == "name" else f"--{key}")
+
+
 def start(
     store: Store,
     base_dir: Path,
@@ -59,11 +67,7 @@ def start(
     branch: str | None,
     clock: Clock = utc_now,
 ) -> tuple[SessionRecord, Path]:
-    # Every argument is checked as text before anything is created (a Latin-1 byte in a
-    # shell argument arrives as a lone surrogate, which no store can hold).
-    for value, what in ((name, "session name"), (task, "--task"), (branch, "--branch")):
-        if value is not None:
-            check_text(value, what)
+    check_arguments(name=name, task=task, branch=branch)
     session = session_name(name, task)
     check_session_dir_name(session)
     workdir = session_dir(base_dir, session)

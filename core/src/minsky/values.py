@@ -10,7 +10,9 @@ representable when it is
 - an integer of any size, kept digit for digit — except ``-0``, which every JSON reader
   (the original's ``JSON.parse`` included) reads as ``0``, so it cannot be kept exactly;
 - ``true``, ``false``, ``null``, and objects with text keys and arrays, nested at most
-  ``MAX_DEPTH`` levels (the record itself is level 1).
+  ``MAX_DEPTH`` levels (the record itself is level 1);
+- and nowhere U+0000: PostgreSQL text cannot hold it, so it is refused on every backend
+  alike rather than stripped on one.
 
 Reading never fails over a value: ``loads`` keeps what cannot be represented as an
 ``Unrepresentable`` token (exactly as found), so one bad record is named and skipped
@@ -100,6 +102,8 @@ DECODER: Final = _DECODER_NEGATIVE_ZERO
 _SUSPECT_BYTES: Final = re.compile(rb"-0(?![0-9.eE])|[0-9]{19}")
 _SUSPECT_TEXT: Final = re.compile(r"-0(?![0-9.eE])|[0-9]{19}")
 _NEGATIVE_ZERO: Final = re.compile(r"-0(?![0-9.eE])")
+# "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
+_NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def loads(data: bytes | str) -> Any:
@@ -173,14 +177,16 @@ def strict_bytes(value: Any, *, where: str = "", sort_keys: bool = False) -> byt
     the integers it refuses. Non-finite floats never reach here as floats: ``loads``
     makes them ``Unrepresentable``, which orjson refuses."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+        blob = orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
     except TypeError:
-        pass
-    found = problem(value)
-    if found is not None:
-        raise UnrepresentableError(where, found)
-    text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.encode("utf-8")
+        found = problem(value)
+        if found is not None:
+            raise UnrepresentableError(where, found) from None
+        text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        blob = text.encode("utf-8")
+    if b"\\u0000" in blob and _NUL_ESCAPE.search(blob):
+        raise UnrepresentableError(where, "contains the NUL character (U+0000), which not every backend can store")
+    return blob
 
 
 def as_found_bytes(value: Any, *, sort_keys: bool = False, indent: int | None = None) -> bytes:

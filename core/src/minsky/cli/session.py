@@ -16,7 +16,6 @@ from minsky.codec import UnrepresentableError, check, record_problem
 from minsky.durations import parse_duration
 from minsky.errors import NotFoundError, UsageError
 from minsky.model import SessionRecord
-from minsky.paths import check_text
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 
@@ -37,8 +36,7 @@ def start(name: str | None, task: str | None, repo: str | None, branch: str | No
     app = get_app()
     if not name and not task:
         raise UsageError("give a session NAME or --task ID")
-    if repo is not None:
-        check_text(repo, "--repo")
+    sessions.check_arguments(name=name, task=task, branch=branch, repo=repo)
     info = repo_mod.describe(repo, app.cwd)
     handle = app.store()
     record, workdir = sessions.start(handle.store, app.config.base_dir, info, name=name, task=task, branch=branch)
