@@ -8,11 +8,10 @@ for rows the original wrote; the lossless copy lives in minsky's ``record`` colu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from minsky.codec import compact_bytes, record_to_dict
+from minsky.codec import compact_bytes, loads, record_to_dict
 from minsky.model import SessionRecord
 
 # Columns in the original's order (after ``session``), with the record key each holds.
@@ -79,5 +78,5 @@ def rebuild(session: str, values: Mapping[str, Any]) -> dict[str, Any]:
             data[key] = values[column]
     for column, key in JSON_COLUMNS.items():
         if values.get(column) is not None:
-            data[key] = json.loads(values[column])
+            data[key] = loads(values[column])  # keeps 1e400, -0, NaN as found: the record is then named
     return data

@@ -71,7 +71,7 @@ def finish(
     else:
         print_report(report, verb)
         for note in notes:
-            click.echo(note)
+            echo(note)
     if report.verification is not None and not report.verification.ok:
         raise VerificationError(
             f"verification failed: {len(report.verification.missing)} missing, "
