@@ -55,7 +55,7 @@ def atomic_writer(path: Path, *, binary: bool = True) -> Iterator[IO[bytes]]:
     ensure_private_dir(directory)
     # Signals wait while the temp file comes into being, and are let through inside the
     # ``try``: an interrupt landing between its creation and the ``try`` would leave it behind.
-    held = _hold_signals()
+    held = hold_signals()
     tmp: Path | None = None
     try:
         try:
@@ -63,7 +63,7 @@ def atomic_writer(path: Path, *, binary: bool = True) -> Iterator[IO[bytes]]:
         except OSError as exc:
             raise os_error_to_store_error(exc, path) from None
         tmp = Path(tmp_name)
-        _release_signals(held)
+        release_signals(held)
         held = None
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -81,20 +81,20 @@ def atomic_writer(path: Path, *, binary: bool = True) -> Iterator[IO[bytes]]:
             tmp.unlink(missing_ok=True)
         raise
     finally:
-        _release_signals(held)
+        release_signals(held)
 
 
 _HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def _hold_signals() -> set[int | signal.Signals] | None:
+def hold_signals() -> set[int | signal.Signals] | None:
     """Block the termination signals (main thread only); returns the mask to restore."""
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
 
 
-def _release_signals(previous: set[int | signal.Signals] | None) -> None:
+def release_signals(previous: set[int | signal.Signals] | None) -> None:
     if previous is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
