@@ -16,9 +16,42 @@ MASK = "****"
 
 _known: set[str] = set()
 
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
+_URI_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^\s]*)@(?=[^@\s]*(?:\s|$))"
+)
 _QUERY_PW = re.compile(r"(?P<key>[?&](?:password|sslpassword)=)(?P<pw>[^&\s#]*)", re.IGNORECASE)
-_KV_PW = re.compile(r"(?P<key>\b(?:password|sslpassword)\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+# A libpq key=value pair: a quoted value runs to the closing quote, ``\`` escaping any
+# character; an unquoted one runs to whitespace, ``\`` escaping too. Any key ending in
+# password, secret or token is masked the same way (``-o x.api_token=…``, ``GITHUB_TOKEN=…``).
+# libpq gives ``"`` no meaning, but a double-quoted value is masked whole all the same.
+_KV_VALUE = r"'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"|(?:\\.|[^\s\\])+"
+_KV_PW = re.compile(rf"(?P<key>(?<![?&\w.-])[\w.-]*(?:password|secret|token)\s*=\s*)(?P<pw>{_KV_VALUE})", re.IGNORECASE)
+_KV_PAIR = re.compile(rf"\s*(?P<key>[A-Za-z_]\w*)\s*=\s*(?:{_KV_VALUE})\s*")
+_LIBPQ_KEYS = frozenset(
+    {"host", "hostaddr", "port", "dbname", "user", "password", "passfile", "sslmode", "service", "options"}
+)
+_VAR_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_PG_URI = re.compile(r"^\s*postgres(?:ql)?://", re.IGNORECASE)
+
+
+def _unquote_kv(value: str) -> str:
+    if value[:1] in ("'", '"'):
+        value = value[1:-1] if value.endswith(value[0]) and len(value) > 1 else value[1:]
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def looks_like_conninfo(text: str) -> bool:
+    """Whether ``text`` parses as a PostgreSQL connection string (URI or libpq key=value)."""
+    if _PG_URI.match(text):
+        return True
+    pos, keys = 0, set()
+    while pos < len(text):
+        match = _KV_PAIR.match(text, pos)
+        if match is None or match.end() == pos:
+            return False
+        keys.add(match["key"].lower())
+        pos = match.end()
+    return bool(keys & _LIBPQ_KEYS)
 
 
 def remember_secret(secret: str | None) -> None:
@@ -32,8 +65,14 @@ def remember_secret(secret: str | None) -> None:
 def _remember_from(text: str) -> None:
     for pattern in (_URI_USERINFO, _QUERY_PW, _KV_PW):
         for match in pattern.finditer(text):
-            pw = match.group("pw").strip("'")
-            remember_secret(pw)
+            if not _VAR_REF.fullmatch(match["pw"]):
+                remember_secret(match["pw"])
+                remember_secret(_unquote_kv(match["pw"]))
+
+
+def _mask(match: re.Match[str], head: str, tail: str = "") -> str:
+    # A bare ${VAR} is a name, not a secret: showing it tells the user where the value comes from.
+    return match[0] if match["pw"] in (MASK, "") or _VAR_REF.fullmatch(match["pw"]) else f"{head}{MASK}{tail}"
 
 
 def redact_text(text: str) -> str:
@@ -41,9 +80,9 @@ def redact_text(text: str) -> str:
         return text
     remember_secret(os.environ.get("PGPASSWORD"))
     _remember_from(text)
-    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _QUERY_PW.sub(lambda m: f"{m['key']}{MASK}", text)
-    text = _KV_PW.sub(lambda m: f"{m['key']}{MASK}", text)
+    text = _URI_USERINFO.sub(lambda m: _mask(m, f"{m['scheme']}{m['user']}:", "@"), text)
+    text = _QUERY_PW.sub(lambda m: _mask(m, m["key"]), text)
+    text = _KV_PW.sub(lambda m: _mask(m, m["key"]), text)
     for secret in sorted(_known, key=len, reverse=True):
         if secret and secret != MASK:
             text = text.replace(secret, MASK)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from minsky.redact import MASK
+from minsky.redact import MASK, redact_text
 
 if TYPE_CHECKING:
     from minsky.model import SessionRecord
@@ -44,7 +44,7 @@ def warn(text: str) -> None:
 
 
 def emit_json(payload: Any) -> None:
-    text = json.dumps(payload, ensure_ascii=False, indent=2)
+    text = redact_text(json.dumps(payload, ensure_ascii=False, indent=2))
     click.echo(_JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text))
 
 

@@ -26,6 +26,7 @@ from minsky.atomic import (
     atomic_writer,
     ensure_private_dir,
     os_error_to_store_error,
+    refuse_foreign_json,
     remove_stale_temps,
 )
 from minsky.backend import MarkerFile, MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
@@ -193,6 +194,7 @@ class JsonStore:
     def _locked(self, *, check_moved: bool = True, claimed: bool = False, patience: float = 1) -> Iterator[None]:
         """The lock file, held across read-modify-write. Checked after the wait: a writer that
         queued behind a migration must see the marker that migration left."""
+        refuse_foreign_json(self.path)  # before the lock file, so nothing is left beside a foreign file
         ensure_private_dir(self.path.parent)
         if not claimed:  # as long as the migration may wait for the lock, and a step more
             turn.give_way(self._lock_path, self.lock_timeout * (MIGRATION_PATIENCE + 1))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import attrs
 
-from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
+from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir, refuse_foreign_sqlite
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
 from minsky.codec import canonical, check
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
@@ -27,6 +27,7 @@ from minsky_backend_sqlite import schema
 _HEADER = b"SQLite format 3\x00"
 _LOCK_POLL_MS = 100  # how long one wait for a lock lasts before Python can see a signal
 _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
+_STORE_TABLES = frozenset({"sessions", "__drizzle_migrations"})  # minsky's and the original's
 
 
 @attrs.frozen
@@ -86,6 +87,7 @@ class SqliteStore:
             if not readonly:
                 # Refuse a newer schema before anything (even the journal mode) changes the file.
                 self._refuse_newer(conn.execute("PRAGMA user_version").fetchone()[0])
+                refuse_foreign_sqlite(conn, path, _STORE_TABLES)
                 conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
                 conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
             return conn
