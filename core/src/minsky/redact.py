@@ -16,16 +16,17 @@ MASK = "****"
 
 _known: set[str] = set()
 
-_URI_USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^\s]*)@(?=[^@\s]*(?:\s|$))"
-)
-_QUERY_PW = re.compile(r"(?P<key>[?&](?:password|sslpassword)=)(?P<pw>[^&\s#]*)", re.IGNORECASE)
+# Each pattern starts at a literal, so that a search through a large output stays linear.
+_URI_USERINFO = re.compile(r"://(?P<user>[^:/@\s]*):(?P<pw>[^\s]*)@(?=[^@\s]*(?:\s|$))")
+_QUERY_PW = re.compile(r"(?:password|secret|token)=(?P<pw>[^&\s#]*)", re.IGNORECASE)  # after ? or &
 # A libpq key=value pair: a quoted value runs to the closing quote, ``\`` escaping any
 # character; an unquoted one runs to whitespace, ``\`` escaping too. Any key ending in
 # password, secret or token is masked the same way (``-o x.api_token=…``, ``GITHUB_TOKEN=…``).
 # libpq gives ``"`` no meaning, but a double-quoted value is masked whole all the same.
 _KV_VALUE = r"'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"|(?:\\.|[^\s\\])+"
-_KV_PW = re.compile(rf"(?P<key>(?<![?&\w.-])[\w.-]*(?:password|secret|token)\s*=\s*)(?P<pw>{_KV_VALUE})", re.IGNORECASE)
+_SECRET_WORDS = ("password", "secret", "token")
+_KV_AT = re.compile(rf"(?:password|secret|token)\s*=\s*(?P<pw>{_KV_VALUE})", re.IGNORECASE)
+_KEY_CHAR = re.compile(r"[\w.-]")
 _KV_PAIR = re.compile(rf"\s*(?P<key>[A-Za-z_]\w*)\s*=\s*(?:{_KV_VALUE})\s*")
 _LIBPQ_KEYS = frozenset(
     {"host", "hostaddr", "port", "dbname", "user", "password", "passfile", "sslmode", "service", "options"}
@@ -62,27 +63,56 @@ def remember_secret(secret: str | None) -> None:
         _known.add(quote(secret, safe=""))
 
 
-def _remember_from(text: str) -> None:
-    for pattern in (_URI_USERINFO, _QUERY_PW, _KV_PW):
-        for match in pattern.finditer(text):
-            if not _VAR_REF.fullmatch(match["pw"]):
-                remember_secret(match["pw"])
-                remember_secret(_unquote_kv(match["pw"]))
+def _word_positions(text: str) -> list[int]:
+    """Where a secret word starts, found with str.find (fast) on the lowered text."""
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer: search the slow way
+        return [m.start() for m in re.finditer("|".join(_SECRET_WORDS), text, re.IGNORECASE)]
+    positions = []
+    for word in _SECRET_WORDS:
+        at = low.find(word)
+        while at != -1:
+            positions.append(at)
+            at = low.find(word, at + 1)
+    return positions
 
 
-def _mask(match: re.Match[str], head: str, tail: str = "") -> str:
-    # A bare ${VAR} is a name, not a secret: showing it tells the user where the value comes from.
-    return match[0] if match["pw"] in (MASK, "") or _VAR_REF.fullmatch(match["pw"]) else f"{head}{MASK}{tail}"
+def _in_query(text: str, at: int) -> bool:
+    """Whether the key ending at the secret word ``at`` is a URI query parameter (``?password=``)."""
+    while at > 0 and _KEY_CHAR.match(text, at - 1):
+        at -= 1
+    return at > 0 and text[at - 1] in "?&"
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where the passwords are: URI userinfo, ``?password=``, and key=value pairs."""
+    spans = [m.span("pw") for m in _URI_USERINFO.finditer(text)]
+    for at in _word_positions(text):
+        match = (_QUERY_PW if _in_query(text, at) else _KV_AT).match(text, at)
+        if match is not None:
+            spans.append(match.span("pw"))
+    kept: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        value = text[start:end]
+        # A bare ${VAR} is a name, not a secret: showing it tells the user where the value comes from.
+        if value in (MASK, "") or _VAR_REF.fullmatch(value) or (kept and start < kept[-1][1]):
+            continue
+        kept.append((start, end))
+    return kept
 
 
 def redact_text(text: str) -> str:
     if not text:
         return text
     remember_secret(os.environ.get("PGPASSWORD"))
-    _remember_from(text)
-    text = _URI_USERINFO.sub(lambda m: _mask(m, f"{m['scheme']}{m['user']}:", "@"), text)
-    text = _QUERY_PW.sub(lambda m: _mask(m, m["key"]), text)
-    text = _KV_PW.sub(lambda m: _mask(m, m["key"]), text)
+    spans = _secret_spans(text)
+    parts, last = [], 0
+    for start, end in spans:
+        remember_secret(text[start:end])
+        remember_secret(_unquote_kv(text[start:end]))
+        parts += [text[last:start], MASK]
+        last = end
+    text = "".join([*parts, text[last:]])
     for secret in sorted(_known, key=len, reverse=True):
         if secret and secret != MASK:
             text = text.replace(secret, MASK)
