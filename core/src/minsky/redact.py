@@ -101,18 +101,23 @@ def _secret_spans(text: str) -> list[tuple[int, int]]:
     return kept
 
 
+def _replace(text: str, spans: list[tuple[int, int]], replacement: str) -> str:
+    parts, last = [], 0
+    for start, end in spans:
+        parts += [text[last:start], replacement]
+        last = end
+    return "".join([*parts, text[last:]])
+
+
 def redact_text(text: str) -> str:
     if not text:
         return text
     remember_secret(os.environ.get("PGPASSWORD"))
     spans = _secret_spans(text)
-    parts, last = [], 0
     for start, end in spans:
         remember_secret(text[start:end])
         remember_secret(_unquote_kv(text[start:end]))
-        parts += [text[last:start], MASK]
-        last = end
-    text = "".join([*parts, text[last:]])
+    text = _replace(text, spans, MASK)
     for secret in sorted(_known, key=len, reverse=True):
         if secret and secret != MASK:
             text = text.replace(secret, MASK)
@@ -126,21 +131,15 @@ def is_secret_key(key: str) -> bool:
 
 def replace_password(text: str, replacement: str) -> tuple[str, str | None]:
     """``text`` with the password of a URI or key=value connection string replaced (the
-    replacement is inserted as is), and the password as it was written (None if none)."""
-    found: list[str] = []
-
-    def sub(match: re.Match[str]) -> str:
-        written = match.group("pw")
-        found.append(written.strip("'"))
-        quoted = f"'{replacement}'" if written.startswith("'") else replacement
-        whole = match.group(0)
-        return whole[: match.start("pw") - match.start(0)] + quoted + whole[match.end("pw") - match.start(0) :]
-
-    for pattern in (_URI_USERINFO, _QUERY_PW, _KV_PW):
-        text = pattern.sub(sub, text)
-        if found:  # one form per string: a later pattern must not re-match the replacement
-            break
-    return text, (found[0] if found else None)
+    replacement is inserted as is, inside the quotes if the password was quoted), and the
+    password as it was written (None if none)."""
+    spans = _secret_spans(text)
+    if not spans:
+        return text, None
+    start, end = spans[0]
+    written = text[start:end]
+    quoted = f"'{replacement}'" if written.startswith("'") else replacement
+    return text[:start] + quoted + text[end:], written.strip("'")
 
 
 def replace_passwords(text: str, replacement: str) -> str:
