@@ -102,6 +102,16 @@ def test_a_backup_holding_a_name_twice_is_refused_by_name(minsky, target: Target
     assert not (tmp_path / "restored.json").exists() and not (tmp_path / "restored.db").exists()
 
 
+def test_the_originals_store_with_a_repeated_name_restores_with_a_chosen_rule(
+    minsky_json, target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """``--on-duplicate first`` keeps what the original's ``session get`` showed: the unique records."""
+    args = ["sessiondb", "restore", "--backup", str(BARE_STORE), "--to", target.backend, *target.flags]
+    report = minsky_json(*args, "--on-duplicate", "first", "--verify")
+    assert report["counts"] == {"read": 9, "written": 8, "skipped": 1, "rejected": 0}
+    assert canonical_lines(target.records(minsky_json, monkeypatch)) == expected("json-unique")
+
+
 def test_restore_checks_minskys_own_backup_against_its_metadata(
     minsky, minsky_json, target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]

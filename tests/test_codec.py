@@ -65,19 +65,24 @@ def test_store_digest_ignores_order_but_not_content() -> None:
     assert StoreDigest.of([a]).count == 1
 
 
-json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+def _text(**kwargs: int) -> st.SearchStrategy[str]:
+    """Text a store can hold (U+0000 is refused by rule: test_value_properties.py)."""
+    return st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), **kwargs)
+
+
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _text()
 json_value = st.recursive(
     json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
 known_or_unknown_keys = st.sampled_from(
     ["repoName", "taskId", "prApproved", "prState", "pullRequest", "github", "created", "x", "endedAt"]
-) | st.text(max_size=10)
+) | _text(max_size=10)
 
 
 @settings(max_examples=300)
-@given(st.text(min_size=1), st.dictionaries(known_or_unknown_keys, json_value, max_size=6))
+@given(_text(min_size=1), st.dictionaries(known_or_unknown_keys, json_value, max_size=6))
 def test_any_json_record_round_trips(name: str, fields: dict) -> None:  # type: ignore[type-arg]
     data = {**fields, "session": name}
     record = record_from_dict(data)

@@ -23,11 +23,13 @@ def global_cfg(isolated_home: Path) -> Path:
     return isolated_home / ".config" / "minsky" / "config.toml"
 
 
-def test_repo_overrides_global_key_by_key(minsky_json, global_cfg: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_repo_overrides_global_key_by_key(minsky, minsky_json, global_cfg: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     write(global_cfg, '[sessiondb]\nbackend = "sqlite"\nbaseDir = "/g/base"\n')
     repo = tmp_path / "project"
     write(repo / ".minsky" / "config.toml", '[sessiondb]\nbackend = "json"\n')
     monkeypatch.chdir(write(repo / "sub" / "deeper" / "f", "").parent)
+    assert minsky_json("config", "show")["settings"]["sessiondb.backend"]["value"] == "sqlite"  # not trusted yet
+    assert minsky("config", "trust").exit_code == 0
     shown = minsky_json("config", "show")["settings"]
     assert shown["sessiondb.backend"] == {
         "value": "json",
@@ -45,13 +47,21 @@ def test_environment_beats_files(minsky_json, global_cfg: Path, monkeypatch) -> 
     assert minsky_json("config", "get", "sessiondb.sqliteOptions.journalMode")["value"] == "WAL"
 
 
-def test_variables_expand_and_unset_ones_are_named(minsky, global_cfg: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    write(global_cfg, '[sessiondb]\nbackend = "json"\ndbPath = "${STORE_DIR}/s.json"\n')
+def test_variables_expand_in_secrets_only_and_unset_ones_are_named(minsky, global_cfg: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    write(global_cfg, '[sessiondb]\nbackend = "postgres"\nconnectionString = "host=127.0.0.1 password=${PG_PW}"\n')
     result = minsky("session", "list")
     assert result.exit_code == ConfigError.exit_code
-    assert "STORE_DIR" in result.stderr and "sessiondb.dbPath" in result.stderr
+    assert "PG_PW" in result.stderr and "sessiondb.connectionString" in result.stderr
+    monkeypatch.setenv("PG_PW", "from-the-variable")
+    shown = minsky("config", "get", "sessiondb.connectionString").stdout
+    assert "PG_PW" in shown and "from-the-variable" not in shown
+    # Anywhere else a variable would land in file names and plain output: refused, naming key and file.
+    write(global_cfg, '[sessiondb]\nbackend = "json"\ndbPath = "${STORE_DIR}/s.json"\n')
     monkeypatch.setenv("STORE_DIR", "/tmp/somewhere")
-    assert minsky("config", "get", "sessiondb.dbPath").stdout.startswith("/tmp/somewhere/s.json")
+    result = minsky("session", "list")
+    assert result.exit_code == ConfigError.exit_code
+    assert "sessiondb.dbPath" in result.stderr and str(global_cfg) in result.stderr
+    assert "/tmp/somewhere" not in result.output
 
 
 def test_invalid_toml_names_the_file_and_line(minsky, global_cfg: Path) -> None:  # type: ignore[no-untyped-def]

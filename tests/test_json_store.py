@@ -48,7 +48,7 @@ def test_files_are_private(minsky, state_dir: Path) -> None:  # type: ignore[no-
 CORRUPT = {
     "empty": b"",
     "truncated": b'{"sessions": [{"session": "a"',
-    "not-utf8": b'{"sessions": [{"session": "\xff\xfe"}]}',
+    "not-utf8-outside-a-string": b'{"sessions": [{"session": "a"}]}\xff\xfe',
     "two-documents": b'{"sessions": []}{"sessions": []}',
     "number-at-top": b"42",
     "backup-wrapper-as-store": b'{"timestamp": "t", "version": "1.0", "data": {"sessions": []}}',

@@ -1,15 +1,23 @@
 """Files that are complete or absent: temp file in the same directory, fsync,
-``os.replace``, fsync of the directory. Everything created is 0600 in 0700 dirs."""
+``os.replace``, fsync of the directory. Everything created is 0600 in 0700 dirs.
+A symlink is followed: its target is replaced, and the link stays a link.
+
+minsky writes only minsky stores: ``refuse_foreign_json`` and ``refuse_foreign_sqlite``
+are what a backend calls before it writes into a file that already exists."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
+import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from minsky.errors import StoreError
 
@@ -48,15 +56,22 @@ def os_error_to_store_error(exc: OSError, path: Path) -> StoreError:
 
 @contextlib.contextmanager
 def atomic_writer(path: Path, *, binary: bool = True) -> Iterator[IO[bytes]]:
-    """Yield a file to fill; on clean exit it replaces ``path`` in one step."""
+    """Yield a file to fill; on clean exit it replaces ``path`` (or a symlink's target) in one step."""
+    path = Path(os.path.realpath(path))
     directory = path.parent
     ensure_private_dir(directory)
+    # Signals wait while the temp file comes into being, and are let through inside the
+    # ``try``: an interrupt landing between its creation and the ``try`` would leave it behind.
+    held = hold_signals()
+    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=directory)
-    except OSError as exc:
-        raise os_error_to_store_error(exc, path) from None
-    tmp = Path(tmp_name)
-    try:
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=directory)
+        except OSError as exc:
+            raise os_error_to_store_error(exc, path) from None
+        tmp = Path(tmp_name)
+        release_signals(held)
+        held = None
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -65,11 +80,30 @@ def atomic_writer(path: Path, *, binary: bool = True) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
         fsync_dir(directory)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise os_error_to_store_error(exc, path) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
+    finally:
+        release_signals(held)
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def hold_signals() -> set[int | signal.Signals] | None:
+    """Block the termination signals (main thread only); returns the mask to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def release_signals(previous: set[int | signal.Signals] | None) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -82,3 +116,69 @@ def remove_stale_temps(path: Path) -> None:
     with contextlib.suppress(OSError):
         for stale in path.parent.glob(f"{TEMP_PREFIX}{path.name}.*"):
             stale.unlink(missing_ok=True)
+
+
+def _foreign(path: Path, expected: str) -> StoreError:
+    return StoreError(
+        f"{path} exists but is not a minsky session store ({expected}); it was left untouched",
+        hint="check the path given, or sessiondb.dbPath and where it comes from: minsky config show",
+    )
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, pos: int) -> int:
+    match = _WS.match(text, pos)
+    return match.end() if match else pos
+
+
+def json_looks_like_store(text: str) -> bool:
+    """An array, or an object with a top-level ``sessions`` key. Only the keys before
+    ``sessions`` are parsed (it comes first in every store minsky or the original wrote).
+    Text that is not JSON at all passes: the store's own reader names the problem."""
+    pos = _skip(text, 0)
+    if pos == len(text) or text[pos] == "[":
+        return True
+    decoder = json.JSONDecoder()
+    if text[pos] != "{":
+        try:
+            decoder.raw_decode(text, pos)
+        except ValueError:
+            return True
+        return False  # a string, number, true, false or null: no store
+    try:
+        pos = _skip(text, pos + 1)
+        while text[pos] == '"':
+            key, pos = decoder.raw_decode(text, pos)
+            if key == "sessions":
+                return True
+            pos = _skip(text, pos)
+            if text[pos] != ":":
+                return True
+            _, pos = decoder.raw_decode(text, _skip(text, pos + 1))
+            pos = _skip(text, pos)
+            if text[pos] != ",":
+                return False
+            pos = _skip(text, pos + 1)
+    except (ValueError, IndexError):
+        return True
+    return False
+
+
+def refuse_foreign_json(path: Path) -> None:
+    """Refuse (``StoreError``, exit 4) to write an existing JSON file that is not a session store."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return  # absent, or unreadable: the store's own read says which
+    if not json_looks_like_store(data.decode("utf-8", "replace")):
+        raise _foreign(path, "expected a JSON array or an object with 'sessions'")
+
+
+def refuse_foreign_sqlite(conn: Any, path: Path, tables: frozenset[str]) -> None:
+    """Refuse to write an SQLite database whose tables include none of ``tables``
+    (minsky's or the original's); an empty database is fine. ``conn`` is open on ``path``."""
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if names and not names & tables:
+        raise _foreign(path, f"its tables are {', '.join(sorted(names))}")

@@ -38,7 +38,9 @@ class OptionSpec:
     variable. ``location`` options identify where the store lives: they are read
     from config only while this backend is the configured one, so that
     ``sessiondb.dbPath`` of an SQLite setup never becomes the path of a JSON
-    target. ``secret`` values are masked everywhere.
+    target. ``secret`` values are masked everywhere. Location and secret options
+    are ignored in a repository config file the user has not trusted.
+    ``value_type`` is the type a config file must give (``minsky.schema`` checks it).
     """
 
     name: str
@@ -49,6 +51,7 @@ class OptionSpec:
     location: bool = False
     secret: bool = False
     default: Callable[[], Any] | None = None
+    value_type: type = str
 
 
 @attrs.frozen

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -31,7 +30,7 @@ from minsky.backend import (
     WriteLock,
     accepts_on_conflict,
 )
-from minsky.codec import canonical, canonical_stream, record_from_dict
+from minsky.codec import canonical_stream, digest_form, loads, record_from_dict
 from minsky.errors import ConflictError, MinskyError
 from minsky.model import SessionRecord
 
@@ -91,7 +90,7 @@ def changes_since(snapshot: Snapshot, store: ReadableStore) -> Changes:
     try:
         return _changes(snapshot, canonical_stream(store), store.location)
     except (ValueError, MinskyError):
-        return _changes(snapshot, (canonical(record) for record in hooks.read(store)), store.location)
+        return _changes(snapshot, (digest_form(record) for record in hooks.read(store)), store.location)
 
 
 def _changes(snapshot: Snapshot, blobs: Iterable[bytes], where: str) -> Changes:
@@ -101,8 +100,8 @@ def _changes(snapshot: Snapshot, blobs: Iterable[bytes], where: str) -> Changes:
     for blob in blobs:
         digest = short_digest(blob)
         if digest not in before:  # new or changed, or bytes not in canonical form: decode to tell
-            record = record_from_dict(json.loads(blob.decode("utf-8", "surrogatepass")), where=f"{where}: ")
-            digest = short_digest(canonical(record))
+            record = record_from_dict(loads(blob), where=f"{where}: ")  # values kept as found
+            digest = short_digest(digest_form(record))
             if digest not in before:
                 found.changed.append(record)
                 continue

@@ -8,16 +8,20 @@ minsky compares SHA-256 digests of that form.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
 import cattrs
-import orjson
 
 from minsky.errors import RecordError
 from minsky.model import MISSING, MODEL_CLASSES, SessionRecord
+from minsky.values import DECODER as DECODER
+from minsky.values import Unrepresentable as Unrepresentable
+from minsky.values import UnrepresentableError as UnrepresentableError
+from minsky.values import as_found_bytes as as_found_bytes
+from minsky.values import loads as loads
+from minsky.values import strict_bytes
 
 
 def camel(name: str) -> str:
@@ -118,14 +122,14 @@ def record_from_dict(data: Any, *, where: str = "") -> SessionRecord:
 
 
 def canonical_of_dict(data: Any, *, where: str = "") -> bytes:
-    """The canonical form of a decoded record, exactly as ``canonical(record_from_dict(data))``
-    would give, without building the record: what verification needs, at half the cost."""
+    """The form a decoded record's digest is taken of (``digest_bytes``), as ``record_digest``
+    would hash it, without building the record: what verification needs, at half the cost."""
     if not isinstance(data, dict):
         raise RecordError(f"{where}a session record must be a JSON object, got {type(data).__name__}")
     name = data.get("session")
     if not isinstance(name, str) or not name:
         raise RecordError(f"{where}record has no 'session' name (the key every store needs)")
-    return canonical_bytes(data)
+    return digest_bytes(data)
 
 
 def canonical_stream(store: Any) -> Iterator[bytes]:
@@ -149,37 +153,61 @@ def record_to_dict(record: SessionRecord) -> dict[str, Any]:
     return result
 
 
-def canonical_bytes(data: Mapping[str, Any]) -> bytes:
-    """Sorted keys, no whitespace, UTF-8. orjson where it can (about 8x faster); the
-    standard library for what orjson refuses (integers past 64 bits, lone surrogates).
-    Either way the result is a pure function of the data, which is all a digest needs."""
-    try:
-        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8", "surrogatepass"
-        )
+def canonical_bytes(data: Mapping[str, Any], *, where: str = "") -> bytes:
+    """Sorted keys, no whitespace, UTF-8; ``UnrepresentableError`` for what no store can
+    hold exactly (``minsky.values``): checked in this same encoding pass, at no extra cost."""
+    return strict_bytes(data, where=where, sort_keys=True)
 
 
 def compact_bytes(value: Any) -> bytes:
-    """Compact JSON in the order given (orjson, falling back like ``canonical_bytes``)."""
+    """Compact JSON in the order given (refusing what ``canonical_bytes`` refuses)."""
+    return strict_bytes(value)
+
+
+def digest_bytes(data: Mapping[str, Any]) -> bytes:
+    """What a digest is taken of: the canonical form, or for a record that has none (it holds
+    a value no store can hold exactly) its sorted form as found, so that backups and
+    verification can still count and compare it."""
     try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        return canonical_bytes(data)
+    except UnrepresentableError:
+        return as_found_bytes(data, sort_keys=True)
+
+
+def check(record: SessionRecord) -> SessionRecord:
+    """The record, if a store can hold it exactly; else ``UnrepresentableError`` naming it."""
+    canonical(record)
+    return record
+
+
+def record_problem(record: SessionRecord) -> str | None:
+    """Why the record cannot be stored exactly, or None."""
+    try:
+        canonical(record)
+    except UnrepresentableError as exc:
+        return exc.reason
+    return None
 
 
 def canonical(record: SessionRecord) -> bytes:
     memo = record._memo
     blob = memo.get("canonical")
     if blob is None:
-        blob = memo["canonical"] = canonical_bytes(record_to_dict(record))
+        blob = memo["canonical"] = canonical_bytes(record_to_dict(record), where=f"session {record.session!r}: ")
     result: bytes = blob
     return result
 
 
+def digest_form(record: SessionRecord) -> bytes:
+    """What the record's digest is taken of (``digest_bytes``): its canonical form when it has one."""
+    try:
+        return canonical(record)
+    except UnrepresentableError:
+        return digest_bytes(record_to_dict(record))
+
+
 def record_digest(record: SessionRecord) -> str:
-    return hashlib.sha256(canonical(record)).hexdigest()
+    return hashlib.sha256(digest_form(record)).hexdigest()
 
 
 _MOD: Final = 1 << 256

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 from tomlkit.items import Table
 
+from minsky import trust
 from minsky.atomic import write_bytes_atomic
 from minsky.errors import ConfigError
-
-
-def parse_value(text: str) -> Any:
-    """``10000`` → int, ``true`` → bool, ``"x"`` → str; anything else is a plain string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def _load(path: Path) -> tomlkit.TOMLDocument:
@@ -39,7 +31,7 @@ def set_value(path: Path, key: str, value: Any) -> None:
         if not isinstance(table, (Table, dict)):
             raise ConfigError(f"cannot set {key} in {path}: {part} is not a table")
     table[leaf] = value
-    write_bytes_atomic(path, tomlkit.dumps(doc).encode("utf-8"))
+    _save(path, doc)
 
 
 def unset_value(path: Path, key: str) -> bool:
@@ -55,5 +47,18 @@ def unset_value(path: Path, key: str) -> bool:
     if leaf not in table:
         return False
     del table[leaf]
-    write_bytes_atomic(path, tomlkit.dumps(doc).encode("utf-8"))
+    _save(path, doc)
     return True
+
+
+def _save(path: Path, doc: tomlkit.TOMLDocument) -> None:
+    """Write the file (through a symlink, to its target); a trusted file stays trusted,
+    since the change is the user's own."""
+    try:
+        old: bytes | None = path.read_bytes()
+    except OSError:
+        old = None
+    new = tomlkit.dumps(doc).encode("utf-8")
+    write_bytes_atomic(path, new)
+    if old is not None and trust.is_trusted(path, old):
+        trust.trust(path, new)

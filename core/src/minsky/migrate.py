@@ -18,7 +18,6 @@ import functools
 import gc
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -29,15 +28,13 @@ import attrs
 from minsky import hooks
 from minsky.backend import OnConflict, ReadableStore, Store
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
-from minsky.codec import StoreDigest, canonical, canonical_stream, record_digest
+from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_stream, digest_form, record_digest
 from minsky.coverage import source_gaps
 from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, key_function, stop
 from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 from minsky.prefetch import prefetched
 
-# "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -135,17 +132,6 @@ class Report:
         }
 
 
-def reject_reason(canonical_form: bytes) -> str | None:
-    """Why a record (given in canonical form) cannot be stored on every backend alike.
-
-    Policy for U+0000: PostgreSQL text cannot hold it, so a record containing it
-    anywhere is rejected — on every backend, naming the record — never stripped.
-    """
-    if b"\\u0000" in canonical_form and _NUL_ESCAPE.search(canonical_form):
-        return "contains the NUL character (U+0000), which not every backend can store"
-    return None
-
-
 Progress = Callable[[int], None]
 
 
@@ -240,11 +226,13 @@ def migrate(
     def admitted(records: Iterable[SessionRecord]) -> Iterator[SessionRecord]:
         for record in records:
             report.read += 1
-            blob = canonical(record)
+            try:
+                blob, reason = canonical(record), None
+            except UnrepresentableError as exc:  # never written, never changed: named
+                blob, reason = digest_form(record), exc.reason
             raw = hashlib.sha256(blob).digest()
             digest = raw.hex()
             source_digest.add(digest)
-            reason = reject_reason(blob)
             kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
             name = plan.snapshot_name(record, kept)
             snapshot.digests[name] = raw[: len(short_digest(b""))]
@@ -321,7 +309,12 @@ def _after_copy(
     assert isinstance(target.store, Store)
 
     def admit(record: SessionRecord) -> bool:
-        reason = reject_reason(canonical(record))
+        try:
+            canonical(record)
+        except UnrepresentableError as exc:
+            reason: str | None = exc.reason
+        else:
+            reason = None
         if reason is not None:
             report.rejected.append({"session": record.session, "reason": reason})
         return reason is None
@@ -361,7 +354,7 @@ def verify_target(
         for name, digests in wanted.items()
         if name not in snapshot.not_written and (name not in existing or on_conflict == "overwrite")
     }
-    found = {record.session: short_digest(canonical(record)) for record in target.store.read()}
+    found = {record.session: short_digest(digest_form(record)) for record in target.store.read()}
     missing = sorted(name for name in expected if name not in found)
     # A keyed target holds one record per name: copies past the first cannot all be there.
     missing += [f"{name} (copy {n + 1} of {len(d)})" for name, d in sorted(expected.items()) for n in range(1, len(d))]

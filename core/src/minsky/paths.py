@@ -40,8 +40,26 @@ def find_repo_config(start: Path | None = None) -> Path | None:
     return None
 
 
+def check_text(value: str, what: str) -> None:
+    """Refuse an argument that is not Unicode text: a byte that is not UTF-8 reaches
+    Python as a lone surrogate (``surrogateescape``), which no store can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = value.encode("utf-8", "surrogateescape" if _escaped_bytes(value) else "backslashreplace")
+        raise UsageError(
+            f"{what} '{raw.decode('utf-8', 'backslashreplace')}' is not UTF-8 text "
+            f"(character {exc.start + 1} is not a Unicode character); nothing was created"
+        ) from None
+
+
+def _escaped_bytes(value: str) -> bool:
+    return all(0xDC80 <= ord(ch) <= 0xDCFF for ch in value if 0xD800 <= ord(ch) <= 0xDFFF)
+
+
 def check_session_dir_name(name: str) -> None:
     """Refuse a session name that would not be a single, plain directory name."""
+    check_text(name, "session name")
     problems = []
     if "\x00" in name:
         problems.append("a NUL byte")
@@ -60,10 +78,14 @@ def check_session_dir_name(name: str) -> None:
         raise UsageError(f"session name {name!r} cannot name a working directory: it contains {detail}")
 
 
+def sessions_root(base_dir: Path) -> Path:
+    return (base_dir / "sessions").resolve()
+
+
 def session_dir(base_dir: Path, name: str) -> Path:
     """``<baseDir>/sessions/<name>``, proven to stay inside ``<baseDir>/sessions``."""
     check_session_dir_name(name)
-    root = (base_dir / "sessions").resolve()
+    root = sessions_root(base_dir)
     target = (root / name).resolve()
     if target.parent != root:
         raise UsageError(f"session name {name!r} escapes {root} (symlink or special name)")

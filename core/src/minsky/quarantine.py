@@ -9,7 +9,6 @@ microsecond never write over each other.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from minsky.backup.files import create_exclusive, open_directory
+from minsky.codec import as_found_bytes
 
 
 def _names(stem: str) -> Iterator[str]:
@@ -31,7 +31,8 @@ def write_quarantine(directory: Path, *, backend: str, location: str, entries: l
     moment = datetime.now(UTC)
     stem = f"quarantine-{backend}-{moment:%Y-%m-%dT%H-%M-%S}-{moment.microsecond:06d}Z"
     doc = {"backend": backend, "location": location, "quarantinedAt": moment.isoformat(), "entries": entries}
-    data = json.dumps(doc, ensure_ascii=False, indent=2, default=str).encode("utf-8", "surrogatepass")
+    # As found, whatever the entries hold (tokens such as 1e400 and lone surrogates included).
+    data = as_found_bytes(doc, indent=2)
 
     def fill(handle: IO[bytes]) -> None:
         handle.write(data)

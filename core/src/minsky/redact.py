@@ -16,9 +16,43 @@ MASK = "****"
 
 _known: set[str] = set()
 
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_QUERY_PW = re.compile(r"(?P<key>[?&](?:password|sslpassword)=)(?P<pw>[^&\s#]*)", re.IGNORECASE)
-_KV_PW = re.compile(r"(?P<key>\b(?:password|sslpassword)\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+# Each pattern starts at a literal, so that a search through a large output stays linear.
+_URI_USERINFO = re.compile(r"://(?P<user>[^:/@\s]*):(?P<pw>[^\s]*)@(?=[^@\s]*(?:\s|$))")
+_QUERY_PW = re.compile(r"(?:password|secret|token)=(?P<pw>[^&\s#]*)", re.IGNORECASE)  # after ? or &
+# A libpq key=value pair: a quoted value runs to the closing quote, ``\`` escaping any
+# character; an unquoted one runs to whitespace, ``\`` escaping too. Any key ending in
+# password, secret or token is masked the same way (``-o x.api_token=…``, ``GITHUB_TOKEN=…``).
+# libpq gives ``"`` no meaning, but a double-quoted value is masked whole all the same.
+_KV_VALUE = r"'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"|(?:\\.|[^\s\\])+"
+_SECRET_WORDS = ("password", "secret", "token")
+_KV_AT = re.compile(rf"(?:password|secret|token)\s*=\s*(?P<pw>{_KV_VALUE})", re.IGNORECASE)
+_KEY_CHAR = re.compile(r"[\w.-]")
+_KV_PAIR = re.compile(rf"\s*(?P<key>[A-Za-z_]\w*)\s*=\s*(?:{_KV_VALUE})\s*")
+_LIBPQ_KEYS = frozenset(
+    {"host", "hostaddr", "port", "dbname", "user", "password", "passfile", "sslmode", "service", "options"}
+)
+_VAR_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_PG_URI = re.compile(r"^\s*postgres(?:ql)?://", re.IGNORECASE)
+
+
+def _unquote_kv(value: str) -> str:
+    if value[:1] in ("'", '"'):
+        value = value[1:-1] if value.endswith(value[0]) and len(value) > 1 else value[1:]
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def looks_like_conninfo(text: str) -> bool:
+    """Whether ``text`` parses as a PostgreSQL connection string (URI or libpq key=value)."""
+    if _PG_URI.match(text):
+        return True
+    pos, keys = 0, set()
+    while pos < len(text):
+        match = _KV_PAIR.match(text, pos)
+        if match is None or match.end() == pos:
+            return False
+        keys.add(match["key"].lower())
+        pos = match.end()
+    return bool(keys & _LIBPQ_KEYS)
 
 
 def remember_secret(secret: str | None) -> None:
@@ -29,21 +63,61 @@ def remember_secret(secret: str | None) -> None:
         _known.add(quote(secret, safe=""))
 
 
-def _remember_from(text: str) -> None:
-    for pattern in (_URI_USERINFO, _QUERY_PW, _KV_PW):
-        for match in pattern.finditer(text):
-            pw = match.group("pw").strip("'")
-            remember_secret(pw)
+def _word_positions(text: str) -> list[int]:
+    """Where a secret word starts, found with str.find (fast) on the lowered text."""
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer: search the slow way
+        return [m.start() for m in re.finditer("|".join(_SECRET_WORDS), text, re.IGNORECASE)]
+    positions = []
+    for word in _SECRET_WORDS:
+        at = low.find(word)
+        while at != -1:
+            positions.append(at)
+            at = low.find(word, at + 1)
+    return positions
+
+
+def _in_query(text: str, at: int) -> bool:
+    """Whether the key ending at the secret word ``at`` is a URI query parameter (``?password=``)."""
+    while at > 0 and _KEY_CHAR.match(text, at - 1):
+        at -= 1
+    return at > 0 and text[at - 1] in "?&"
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where the passwords are: URI userinfo, ``?password=``, and key=value pairs."""
+    spans = [m.span("pw") for m in _URI_USERINFO.finditer(text)]
+    for at in _word_positions(text):
+        match = (_QUERY_PW if _in_query(text, at) else _KV_AT).match(text, at)
+        if match is not None:
+            spans.append(match.span("pw"))
+    kept: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        value = text[start:end]
+        # A bare ${VAR} is a name, not a secret: showing it tells the user where the value comes from.
+        if value in (MASK, "") or _VAR_REF.fullmatch(value) or (kept and start < kept[-1][1]):
+            continue
+        kept.append((start, end))
+    return kept
+
+
+def _replace(text: str, spans: list[tuple[int, int]], replacement: str) -> str:
+    parts, last = [], 0
+    for start, end in spans:
+        parts += [text[last:start], replacement]
+        last = end
+    return "".join([*parts, text[last:]])
 
 
 def redact_text(text: str) -> str:
     if not text:
         return text
     remember_secret(os.environ.get("PGPASSWORD"))
-    _remember_from(text)
-    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _QUERY_PW.sub(lambda m: f"{m['key']}{MASK}", text)
-    text = _KV_PW.sub(lambda m: f"{m['key']}{MASK}", text)
+    spans = _secret_spans(text)
+    for start, end in spans:
+        remember_secret(text[start:end])
+        remember_secret(_unquote_kv(text[start:end]))
+    text = _replace(text, spans, MASK)
     for secret in sorted(_known, key=len, reverse=True):
         if secret and secret != MASK:
             text = text.replace(secret, MASK)
@@ -57,21 +131,15 @@ def is_secret_key(key: str) -> bool:
 
 def replace_password(text: str, replacement: str) -> tuple[str, str | None]:
     """``text`` with the password of a URI or key=value connection string replaced (the
-    replacement is inserted as is), and the password as it was written (None if none)."""
-    found: list[str] = []
-
-    def sub(match: re.Match[str]) -> str:
-        written = match.group("pw")
-        found.append(written.strip("'"))
-        quoted = f"'{replacement}'" if written.startswith("'") else replacement
-        whole = match.group(0)
-        return whole[: match.start("pw") - match.start(0)] + quoted + whole[match.end("pw") - match.start(0) :]
-
-    for pattern in (_URI_USERINFO, _QUERY_PW, _KV_PW):
-        text = pattern.sub(sub, text)
-        if found:  # one form per string: a later pattern must not re-match the replacement
-            break
-    return text, (found[0] if found else None)
+    replacement is inserted as is, inside the quotes if the password was quoted), and the
+    password as it was written (None if none)."""
+    spans = _secret_spans(text)
+    if not spans:
+        return text, None
+    start, end = spans[0]
+    written = text[start:end]
+    quoted = f"'{replacement}'" if written.startswith("'") else replacement
+    return text[:start] + quoted + text[end:], written.strip("'")
 
 
 def replace_passwords(text: str, replacement: str) -> str:

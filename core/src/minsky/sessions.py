@@ -12,10 +12,11 @@ import attrs
 from minsky import hooks
 from minsky.atomic import ensure_private_dir
 from minsky.backend import SessionFilter, Store
+from minsky.codec import UnrepresentableError, check
 from minsky.errors import MinskyError, StoreError, UsageError
 from minsky.filters import normalize_task_id
 from minsky.model import MISSING, SessionRecord
-from minsky.paths import check_session_dir_name, session_dir
+from minsky.paths import check_session_dir_name, check_text, session_dir, sessions_root
 from minsky.repo import RepoInfo
 
 Clock = Callable[[], datetime]
@@ -48,6 +49,14 @@ def session_name(name: str | None, task: str | None) -> str:
     raise UsageError("give a session NAME or --task ID")
 
 
+def check_arguments(**arguments: str | None) -> None:
+    """Every argument is checked as text before anything is created: a Latin-1 byte in a
+    shell argument arrives as a lone surrogate, which no store can hold."""
+    for key, value in arguments.items():
+        if value is not None:
+            check_text(value, "session name" if key == "name" else f"--{key}")
+
+
 def start(
     store: Store,
     base_dir: Path,
@@ -58,6 +67,7 @@ def start(
     branch: str | None,
     clock: Clock = utc_now,
 ) -> tuple[SessionRecord, Path]:
+    check_arguments(name=name, task=task, branch=branch)
     session = session_name(name, task)
     check_session_dir_name(session)
     workdir = session_dir(base_dir, session)
@@ -71,7 +81,7 @@ def start(
         branch=branch or session,
         backend_type=repo.backend_type,
     )
-    hooks.insert(store, record)
+    hooks.insert(store, check(record))
     try:
         ensure_private_dir(workdir.parent)
         workdir.mkdir(mode=0o700, exist_ok=True)
@@ -89,16 +99,27 @@ def end(store: Store, name: str, *, clock: Clock = utc_now) -> tuple[SessionReco
     def change(record: SessionRecord) -> SessionRecord:
         nonlocal was_active
         was_active = record.active
-        return attrs.evolve(record, ended_at=iso(clock())) if record.active else record
+        # A record no store can hold exactly is refused by name, never rewritten.
+        return check(attrs.evolve(record, ended_at=iso(clock()))) if record.active else record
 
     return hooks.update(store, name, change), was_active
 
 
-def end_all(store: Store, *, clock: Clock = utc_now) -> list[SessionRecord]:
+def end_all(
+    store: Store, *, clock: Clock = utc_now, refused: list[UnrepresentableError] | None = None
+) -> list[SessionRecord]:
+    """End every active session; one that cannot be rewritten exactly is left as it is
+    and added to ``refused`` (the rest still end)."""
     names = [r.session for r in hooks.read(store, SessionFilter(active=True))]
     ended = []
     for name in names:
-        record, was_active = end(store, name, clock=clock)
+        try:
+            record, was_active = end(store, name, clock=clock)
+        except UnrepresentableError as exc:
+            if refused is None:
+                raise
+            refused.append(exc)
+            continue
         if was_active:
             ended.append(record)
     return ended
@@ -127,12 +148,18 @@ def plan_clean(store: Store, older_than: timedelta, *, include_active: bool, clo
 
 
 def remove_workdir(base_dir: Path, name: str) -> Path | None:
-    """Remove a session's working directory if it safely lies inside ``baseDir``."""
+    """Remove a session's working directory if it is a real directory of its own inside
+    ``baseDir``. A symlink in its place (to another session's directory, or anywhere) is
+    never followed: only the link itself is removed."""
     try:
-        workdir = session_dir(base_dir, name)
-    except UsageError:
+        check_session_dir_name(name)
+        workdir = sessions_root(base_dir) / name
+    except (UsageError, OSError):
         return None
-    if workdir.is_dir() and not workdir.is_symlink():
+    if workdir.is_symlink():
+        workdir.unlink()
+        return workdir
+    if workdir.is_dir():
         shutil.rmtree(workdir)
         return workdir
     return None

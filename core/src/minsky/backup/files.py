@@ -21,7 +21,7 @@ from typing import IO, TypeVar
 
 import click
 
-from minsky.atomic import TEMP_PREFIX, ensure_private_dir, os_error_to_store_error
+from minsky.atomic import TEMP_PREFIX, ensure_private_dir, hold_signals, os_error_to_store_error, release_signals
 from minsky.errors import StoreError, UsageError
 
 T = TypeVar("T")
@@ -187,12 +187,18 @@ def create_exclusive(
 ) -> tuple[Path, T]:
     """Write a new file in the open directory: ``fill`` writes it under a locked temp name,
     then it takes the first of ``names`` that does not exist yet."""
+    held = hold_signals()  # an interrupt between the temp's creation and the try below would leave it
     try:
         remove_stale_temps(dir_fd, stem)
         fd, temp = _locked_temp(dir_fd, stem)
     except OSError as exc:
+        release_signals(held)
         raise os_error_to_store_error(exc, directory) from None
+    except BaseException:
+        release_signals(held)
+        raise
     try:
+        release_signals(held)  # a signal held meanwhile is raised here, inside the cleanup's try
         with os.fdopen(fd, "wb", buffering=1 << 20, closefd=False) as handle:
             result = fill(handle)
             handle.flush()

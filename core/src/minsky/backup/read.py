@@ -135,7 +135,7 @@ class Backup:
     def _pass(self, layout: Layout) -> Iterator[Any]:
         """The session entries as decoded; raises at the end if the bytes were not the inspected ones."""
         raw = HashingBytes(self.fd, self.size)
-        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="strict", newline="")
+        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")
         where = f"backup {shown(self.path)}"
         changed = StoreError(f"{where} changed while it was being read; nothing was restored from it")
         try:

@@ -2,7 +2,7 @@
 
 Records are decoded one at a time with the standard library's own decoder
 (``JSONDecoder.raw_decode``), so a backup's values come out exactly as
-``json.loads`` gives them when a JSON store is read — numbers, ``NaN``, escapes
+``minsky.codec.loads`` gives them when a JSON store is read — numbers, ``NaN``, escapes
 and all. ijson was considered: it decodes numbers and non-finite values
 differently, and a backup must read like the store it came from.
 """
@@ -17,12 +17,15 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from minsky.codec import DECODER, Unrepresentable
 from minsky.errors import StoreError
 
 T = TypeVar("T")
 CHUNK = 1 << 20
 _WS = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
+# The codec's decoder: what no store can hold exactly (NaN, 1e400, -0) is kept as found, to be
+# named and rejected with its record rather than changed.
+_DECODER = DECODER
 # How close to the end of the buffer a decoding error may be and still mean "read more".
 _TAIL = 128
 
@@ -111,7 +114,12 @@ class Scanner:
                 raise self.error(exc.msg, exc.pos) from None
             except RecursionError:
                 raise StoreError(f"{self.where} is nested too deeply to be a session store") from None
-            if end == len(self.buf) and isinstance(value, int | float) and not self.eof and self._fill():
+            if (
+                end == len(self.buf)
+                and isinstance(value, int | float | Unrepresentable)
+                and not self.eof
+                and self._fill()
+            ):
                 continue  # a number at the end of the buffer may go on in the next chunk
             self.pos = end
             return value

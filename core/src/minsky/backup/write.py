@@ -19,7 +19,7 @@ from typing import IO, Any
 from minsky import __version__
 from minsky.backup.files import create_exclusive, open_directory
 from minsky.backup.layout import META_KEY
-from minsky.codec import StoreDigest, record_to_dict
+from minsky.codec import StoreDigest, as_found_bytes, record_to_dict
 from minsky.model import SessionRecord
 
 PREFIX = "session-backup-"
@@ -41,7 +41,10 @@ def backup_names(first: str) -> Iterator[str]:
 
 
 def encode(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError):  # a record no store can hold exactly: kept as found, valid UTF-8
+        return as_found_bytes(value)
 
 
 def write_backup(

@@ -41,6 +41,13 @@ class MinskyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.UsageError as exc:
+            report_usage_error(exc)
+            ctx.exit(2)
+
     def invoke(self, ctx: click.Context) -> Any:
         from minsky.errors import MinskyError
 
@@ -49,11 +56,20 @@ class MinskyGroup(click.Group):
         except MinskyError as exc:
             report_error(exc)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+        except click.exceptions.UsageError as exc:
+            report_usage_error(exc)
+            ctx.exit(2)
+        except click.exceptions.ClickException as exc:
+            report_error(exc)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("minsky: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            from minsky.signals import interrupted_exit_code
+
+            code, what = interrupted_exit_code(exc)
+            click.echo(f"minsky: {what}; nothing half-written was left behind", err=True)
+            ctx.exit(code)
         except Exception as exc:
             report_error(exc, internal=True)
             ctx.exit(1)
@@ -63,20 +79,32 @@ def debug_enabled() -> bool:
     return os.environ.get("MINSKY_DEBUG", "") not in ("", "0")
 
 
+def report_usage_error(exc: click.exceptions.UsageError) -> None:
+    """click's usage errors, in minsky's one format: the message may quote a stray argument
+    or an option's value, which may be a connection string, so it is redacted too."""
+    from minsky.redact import redact_text
+
+    where = exc.ctx.command_path if exc.ctx is not None else "minsky"
+    click.echo(f"minsky: error: {redact_text(exc.format_message())}", err=True)
+    click.echo(f"minsky: hint: see `{where} --help`", err=True)
+
+
 def report_error(exc: BaseException, *, internal: bool = False) -> None:
+    from minsky.cli.output import echo, printable
     from minsky.redact import redact_text
 
     if debug_enabled():
-        click.echo(redact_text(traceback.format_exc()), err=True, nl=False)
+        echo(redact_text(traceback.format_exc()), err=True, nl=False)
     if internal:
         text = f"{type(exc).__name__}: {exc}"
         first = text.splitlines()[0] if text.strip() else type(exc).__name__
-        click.echo(f"minsky: internal error: {redact_text(first)} (rerun with --debug)", err=True)
+        echo(f"minsky: internal error: {printable(redact_text(first))} (rerun with --debug)", err=True)
         return
-    click.echo(f"minsky: error: {exc}", err=True)
+    message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+    echo(f"minsky: error: {printable(redact_text(message))}", err=True)
     hint = getattr(exc, "hint", None)
     if hint:
-        click.echo(f"minsky: hint: {hint}", err=True)
+        echo(f"minsky: hint: {printable(redact_text(hint))}", err=True)
 
 
 @click.group(cls=MinskyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,5 +123,8 @@ def cli(debug: bool) -> None:
 
 
 def main() -> None:
+    from minsky.signals import interrupt_on_termination
+
+    interrupt_on_termination()
     cli.main(prog_name="minsky")
     sys.exit(0)

@@ -22,9 +22,12 @@ class App:
 
     @functools.cached_property
     def config(self) -> config_mod.Config:
-        cfg = config_mod.load(cwd=self.cwd)
         from minsky.config_import import notice, pending
+        from minsky.schema import Schema
 
+        cfg = config_mod.load(cwd=self.cwd, schema=Schema.build(self.registry.backends.values()))
+        for warning in cfg.warnings:
+            click.echo(f"minsky: warning: {warning}", err=True)
         for item in pending(self.cwd):  # the original's YAML, which minsky does not read
             click.echo(f"minsky: note: {notice(item)}", err=True)
         for path in config_mod.exposed_secret_files(cfg):

@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 
 import click
 
-from minsky import config_file
+from minsky import config_file, paths, trust
 from minsky.cli.app import get_app
 from minsky.cli.config_import import import_config
 from minsky.cli.output import emit_json
-from minsky.config import CORE_KEYS, Config
+from minsky.config import Config, check_variables, holds_plain_secret, read_toml, validate
 from minsky.errors import ConfigError
+from minsky.schema import Schema
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 scope_options = [
@@ -32,15 +33,14 @@ def _with_scope(func: F) -> F:
     return func
 
 
-def known_keys() -> dict[str, str]:
+def _schema() -> Schema:
     from minsky.plugins import registry
 
-    keys = dict(CORE_KEYS)
-    for spec in registry().backends.values():
-        for opt in spec.options:
-            if opt.config_key:
-                keys.setdefault(opt.config_key, f"{spec.name}: {opt.help}")
-    return keys
+    return Schema.build(registry().backends.values())
+
+
+def known_keys() -> dict[str, str]:
+    return {key: spec.help for key, spec in _schema().keys.items()}
 
 
 def _target(scope: str, cfg: Config, cwd: Path) -> Path:
@@ -55,12 +55,6 @@ def _target(scope: str, cfg: Config, cwd: Path) -> Path:
     except OSError:
         top = ""
     return Path(top or cwd) / ".minsky" / "config.toml"
-
-
-def _check_key(key: str) -> None:
-    keys = known_keys()
-    if key not in keys:
-        raise ConfigError(f"unknown config key {key!r}", hint="known keys: " + ", ".join(sorted(keys)))
 
 
 @click.group()
@@ -92,12 +86,28 @@ def get(key: str, show_origin: bool, as_json: bool) -> None:
 @click.argument("value")
 @_with_scope
 def set_(key: str, value: str, scope: str) -> None:
-    """Set KEY to VALUE in the global file (or --repo), keeping its comments."""
-    _check_key(key)
+    """Set KEY to VALUE in the global file (or --repo), keeping its comments.
+
+    VALUE is checked against KEY's type first: an integer key takes an integer, a path stays text."""
     app = get_app()
     path = _target(scope, app.config, app.cwd)
-    config_file.set_value(path, key, config_file.parse_value(value))
+    schema = _schema()
+    typed = schema.convert(key, value, "`minsky config set`")
+    check_variables(schema, key, typed, "`minsky config set`")
+    if scope == "repo" and schema.secret(key) and isinstance(typed, str) and holds_plain_secret(typed):
+        click.echo(
+            f"minsky: warning: {path} is likely committed to git, where everyone who clones the "
+            f"repository reads it; put the secret in an environment variable and write ${{VAR}} "
+            f"instead (e.g. password=${{PGPASSWORD}}), or set it in the global file",
+            err=True,
+        )
+    created = not path.exists()
+    config_file.set_value(path, key, typed)
+    if scope == "repo" and created:  # a file the user just made with minsky is theirs
+        trust.trust(path, path.read_bytes())
     click.echo(f"Set {key} in {path}")
+    if scope == "repo" and schema.guarded(key) and not trust.is_trusted(path, path.read_bytes()):
+        click.echo(f"minsky: note: {path} is not trusted; run `minsky config trust {path}` to use {key}", err=True)
 
 
 @config.command("unset")
@@ -124,6 +134,7 @@ def show(as_json: bool) -> None:
                 "files": {
                     "global": str(cfg.global_path),
                     "repo": str(cfg.repo_path) if cfg.repo_path else None,
+                    "repoTrusted": cfg.repo_trusted if cfg.repo_path else None,
                 },
                 "settings": {key: {"value": value, "source": source} for key, value, source in rows},
             }
@@ -135,3 +146,42 @@ def show(as_json: bool) -> None:
 
 config.add_command(show, "list")
 config.add_command(import_config)
+
+
+def _repo_file(path: str | None) -> Path:
+    """PATH as a repository config file: the file itself, or a directory holding .minsky/config.toml."""
+    app = get_app()
+    if path is None:
+        found = paths.find_repo_config(app.cwd)
+        if found is None:
+            raise ConfigError(f"no .minsky/config.toml in {app.cwd} or above", hint="name the file: PATH")
+        return found
+    given = Path(path)
+    for candidate in (given, given / ".minsky" / "config.toml", given / "config.toml"):
+        if candidate.is_file():
+            return candidate.absolute()
+    raise ConfigError(f"{path}: no such config file")
+
+
+@config.command("trust")
+@click.argument("path", required=False)
+def trust_(path: str | None) -> None:
+    """Let a repository's config file (default: the nearest) choose the backend, store and server.
+
+    Trust is recorded with the file's content hash: once the file changes, it must be trusted again."""
+    target = _repo_file(path)
+    data, content = read_toml(target)
+    validate(_schema(), data, target)  # trusting a file that would not load helps no one
+    trust.trust(target, content)
+    click.echo(f"Trusted {target} (sha256 {trust.digest(content)[:12]}); trust it again after it changes")
+
+
+@config.command("untrust")
+@click.argument("path", required=False)
+def untrust_(path: str | None) -> None:
+    """Stop trusting a repository's config file (default: the nearest)."""
+    target = _repo_file(path)
+    if trust.untrust(target):
+        click.echo(f"No longer trusting {target}")
+    else:
+        click.echo(f"{target} was not trusted")

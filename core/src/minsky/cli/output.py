@@ -1,36 +1,62 @@
-"""How results reach the user: one JSON object on stdout for ``--json``, text otherwise."""
+"""How results reach the user: one JSON object on stdout for ``--json``, text otherwise.
+
+Everything minsky prints goes through ``echo`` (text), ``emit_json`` (JSON) or
+``warn``: names, paths and messages are data from any store, and a control
+character must not drive the user's terminal, a lone surrogate must not crash
+the print, and a bidirectional override must not reorder what the user reads.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from minsky.codec import record_to_dict
-from minsky.model import SessionRecord
-from minsky.redact import MASK
+from minsky.redact import MASK, redact_text
+
+if TYPE_CHECKING:
+    from minsky.model import SessionRecord
+
+_BIDI = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+# What a terminal would obey: C0 and C1 controls and DEL; plus lone surrogates and bidi overrides.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0xD800, 0xE000), *_BIDI)})
+# A line may break and tab; the values inside it (``printable``) may not.
+_IN_LINE = {c: text for c, text in _CONTROL.items() if c not in (0x09, 0x0A)}
+# JSON escapes C0 itself; what it leaves raw (inside strings only) becomes \uXXXX.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff" + "".join(chr(c) for c in _BIDI) + "]")
+
+
+def printable(text: str) -> str:
+    """One value (a name, a path) made safe to show inside a line."""
+    return text.translate(_CONTROL)
+
+
+def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print a line of text: the single path of every text output."""
+    click.echo(text.translate(_IN_LINE), err=err, nl=nl)
+
+
+def warn(text: str) -> None:
+    echo(f"minsky: warning: {printable(text)}", err=True)
+
+
+def emit_json(payload: Any) -> None:
+    text = redact_text(json.dumps(payload, ensure_ascii=False, indent=2))
+    click.echo(_JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text))
 
 
 def public_record(record: SessionRecord) -> dict[str, Any]:
     """The record as shown to a user: the GitHub token is masked."""
+    from minsky.codec import record_to_dict
+
     data = dict(record_to_dict(record))  # the codec's dict is shared: copy before masking
     github = data.get("github")
     if isinstance(github, dict) and github.get("token"):
         data["github"] = {**github, "token": MASK}
     return data
-
-
-def emit_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
-
-
-# Names are data from any store: a control character must not drive the user's terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
-
-
-def printable(text: str) -> str:
-    return text.translate(_CONTROL)
 
 
 def show(value: object) -> str:
@@ -57,3 +83,9 @@ def record_detail(record: SessionRecord) -> str:
         lines.append(f"{printable(key).ljust(width)}  {printable(str(shown))}")
     lines.append(f"{'status'.ljust(width)}  {'active' if record.active else 'ended'}")
     return "\n".join(lines)
+
+
+def names(items: list[str], limit: int | None = None) -> str:
+    """A list of names for one line, each escaped; ``limit`` shows the first few and "…"."""
+    shown = items if limit is None else items[:limit]
+    return ", ".join(printable(name) for name in shown) + (" …" if limit is not None and len(items) > limit else "")

@@ -7,14 +7,26 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
-from minsky.cli.output import emit_json
+from minsky.cli.output import echo, emit_json, names, printable, warn
 from minsky.duplicates import DuplicateError
 from minsky.errors import MinskyError, RejectedRecordsError, VerificationError
 from minsky.migrate import Report
+
+
+def note_backup(path: Path, count: int, digest: str) -> None:
+    """Bookkeeping after the commit: the ledger ``migrate status`` reads. The target and the
+    backup are complete by now, so failing to note them is a warning, never a failure."""
+    from minsky.backup import remember_backup
+
+    try:
+        remember_backup(path, count, digest)
+    except (MinskyError, OSError) as exc:
+        warn(f"the backup {path} is complete, but it could not be noted for `migrate status`: {exc}")
 
 
 def progress_line(enabled: bool, source: Any) -> Callable[[int], None] | None:
@@ -59,7 +71,7 @@ def finish(
     else:
         print_report(report, verb)
         for note in notes:
-            click.echo(note)
+            echo(note)
     if report.verification is not None and not report.verification.ok:
         raise VerificationError(
             f"verification failed: {len(report.verification.missing)} missing, "
@@ -70,57 +82,57 @@ def finish(
     if report.rejected:
         first = report.rejected[0]
         raise RejectedRecordsError(
-            f"{len(report.rejected)} record(s) rejected, e.g. {first['session']!r}: {first['reason']}"
+            f"{len(report.rejected)} record(s) rejected, e.g. {first['session']!r}: {first['reason']}",
+            hint="the rest were written; fix or drop the rejected records in the source and rerun with "
+            "--on-conflict skip",
         )
 
 
 def print_report(report: Report, verb: str) -> None:
     if sys.stderr.isatty():
-        click.echo("", err=True)
+        echo("", err=True)
     head = "Dry run, nothing changed:" if report.dry_run else verb
-    click.echo(
-        f"{head} {report.source.backend} ({report.source.location}) → "
-        f"{report.target.backend} ({report.target.location})"
-    )
+    source, target = report.source, report.target
+    echo(f"{head} {source.backend} ({printable(source.location)}) → {target.backend} ({printable(target.location)})")
     written = "would write" if report.dry_run else "written"
-    click.echo(
+    echo(
         f"  read {report.read} = {written} {report.written} + skipped {report.skipped} "
         f"+ rejected {len(report.rejected)}"
     )
     if report.same_store:
-        click.echo("  source and target are the same store: backed up, nothing to copy")
+        echo("  source and target are the same store: backed up, nothing to copy")
     for item in report.rejected[:10]:
-        click.echo(f"  rejected {item['session']!r}: {item['reason']}")
+        echo(f"  rejected {printable(repr(item['session']))}: {printable(item['reason'])}")
     if report.conflicts:
-        click.echo(f"  {report.conflicts} already in the target, e.g. {', '.join(report.conflict_examples)}")
+        echo(f"  {report.conflicts} already in the target, e.g. {names(report.conflict_examples)}")
     if report.duplicates is not None:
         dup = report.duplicates
-        click.echo(f"  repeated names ({dup.policy}): {dup.scan.describe()}")
+        echo(f"  repeated names ({dup.policy}): {dup.scan.describe()}")
         for item in dup.skipped[:10]:
-            click.echo(f"    skipped {item['session']!r} copy {item['copy']} (sha256 {item['digest'][:12]}…)")
+            echo(f"    skipped {printable(repr(item['session']))} copy {item['copy']} (sha256 {item['digest'][:12]}…)")
         for item in dup.renamed[:10]:
-            click.echo(f"    renamed {item['session']!r} copy {item['copy']} to {item['as']!r}")
+            echo(f"    renamed {printable(repr(item['session']))} copy {item['copy']} to {printable(repr(item['as']))}")
     if report.backup:
-        click.echo(f"  backup: {report.backup}")
+        echo(f"  backup: {printable(str(report.backup))}")
     if report.verification is not None:
         v = report.verification
         state = "ok" if v.ok else "FAILED"
-        click.echo(f"  verification: {state} ({v.source_count} expected, {v.target_count} in target)")
+        echo(f"  verification: {state} ({v.source_count} expected, {v.target_count} in target)")
         for problem in v.uncovered:
-            click.echo(f"    not read from the source: {problem}")
-        for label, names in (("missing", v.missing), ("extra", v.extra), ("mismatched", v.mismatched)):
-            if names:
-                click.echo(f"    {label}: {', '.join(names[:10])}" + (" …" if len(names) > 10 else ""))
+            echo(f"    not read from the source: {problem}")
+        for label, found in (("missing", v.missing), ("extra", v.extra), ("mismatched", v.mismatched)):
+            if found:
+                echo(f"    {label}: {names(found, 10)}")
     if report.catch_up is not None:
         c = report.catch_up
         how = f"writers waited {c.locked_seconds:.2f}s" if c.locked else "the source cannot be locked: not waited for"
-        click.echo(f"  changed in the source meanwhile: {c.written} copied, {c.deleted} deleted ({how})")
+        echo(f"  changed in the source meanwhile: {c.written} copied, {c.deleted} deleted ({how})")
         if c.marked_moved:
-            click.echo(f"  {report.source.location} is marked as moved: its writers now refuse")
+            echo(f"  {printable(report.source.location)} is marked as moved: its writers now refuse")
     elif report.changed_in_source:
-        click.echo(
+        echo(
             f"  {report.changed_in_source} session(s) changed in the source while this ran and are not in the "
             "target: rerun with --on-conflict overwrite (or use --set-default) to bring them"
         )
     if report.seconds and not report.dry_run:
-        click.echo(f"  {report.read / report.seconds:,.0f} records/s")
+        echo(f"  {report.read / report.seconds:,.0f} records/s")

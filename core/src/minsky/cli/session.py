@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 
 import click
 
@@ -10,9 +11,11 @@ from minsky import hooks, sessions
 from minsky import repo as repo_mod
 from minsky.backend import SessionFilter
 from minsky.cli.app import get_app
-from minsky.cli.output import emit_json, public_record, record_detail, record_line
+from minsky.cli.output import echo, emit_json, names, printable, public_record, record_detail, record_line, warn
+from minsky.codec import UnrepresentableError, check, record_problem
 from minsky.durations import parse_duration
 from minsky.errors import NotFoundError, UsageError
+from minsky.model import SessionRecord
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 
@@ -33,13 +36,14 @@ def start(name: str | None, task: str | None, repo: str | None, branch: str | No
     app = get_app()
     if not name and not task:
         raise UsageError("give a session NAME or --task ID")
+    sessions.check_arguments(name=name, task=task, branch=branch, repo=repo)
     info = repo_mod.describe(repo, app.cwd)
     handle = app.store()
     record, workdir = sessions.start(handle.store, app.config.base_dir, info, name=name, task=task, branch=branch)
     if as_json:
         emit_json({"session": public_record(record), "workdir": str(workdir)})
     else:
-        click.echo(f"Started session {record.session} in {workdir}")
+        echo(f"Started session {printable(record.session)} in {printable(str(workdir))}")
 
 
 @session.command("list")
@@ -71,21 +75,32 @@ def list_(
         limit=limit,
         offset=offset,
     )
-    records = hooks.read(get_app().store().store, where)
+    records = readable(hooks.read(get_app().store().store, where))
     if as_json:
         emit_json({"sessions": [public_record(r) for r in records]})
         return
     shown = 0
     if detailed:
         for record in records:
-            click.echo(record_detail(record) + "\n")
+            echo(record_detail(record) + "\n")
             shown += 1
     else:
         from minsky.cli.table import echo_rows
 
         shown = echo_rows((record_line(r) for r in records), terminal=sys.stdout.isatty())
     if shown == 0:
-        click.echo("No sessions.", err=True)
+        echo("No sessions.", err=True)
+
+
+def readable(records: Iterable[SessionRecord]) -> Iterator[SessionRecord]:
+    """The records a store can hold exactly; any other is named on stderr and skipped,
+    so one bad record does not hide the rest (`sessiondb check --repair` moves it aside)."""
+    for record in records:
+        reason = record_problem(record)
+        if reason is None:
+            yield record
+        else:
+            warn(f"skipped session {record.session!r}: {reason}; `minsky sessiondb check --repair` moves it aside")
 
 
 @session.command("get")
@@ -96,10 +111,11 @@ def get(name: str, as_json: bool) -> None:
     record = hooks.get(get_app().store().store, name)
     if record is None:
         raise NotFoundError(f"no session named {name!r}")
+    check(record)
     if as_json:
         emit_json(public_record(record))
     else:
-        click.echo(record_detail(record))
+        echo(record_detail(record))
 
 
 @session.command("end")
@@ -111,20 +127,23 @@ def end(name: str | None, all_: bool, as_json: bool) -> None:
     if bool(name) == all_:
         raise UsageError("give a session NAME or --all (not both)")
     store = get_app().store().store
+    refused: list[UnrepresentableError] = []
     if all_:
-        ended = sessions.end_all(store)
-        names = [r.session for r in ended]
+        ended = sessions.end_all(store, refused=refused)
+        done = [r.session for r in ended]
     else:
         assert name is not None
         record, was_active = sessions.end(store, name)
-        names = [record.session] if was_active else []
+        done = [record.session] if was_active else []
         if not was_active and not as_json:
-            click.echo(f"Session {name} had already ended.")
+            echo(f"Session {printable(name)} had already ended.")
             return
+    for problem in refused:
+        warn(f"not ended: {problem}")
     if as_json:
-        emit_json({"ended": names})
+        emit_json({"ended": done})
     else:
-        click.echo(f"Ended {len(names)} session(s)" + (": " + ", ".join(names) if names else "."))
+        echo(f"Ended {len(done)} session(s)" + (": " + names(done) if done else "."))
 
 
 @session.command("delete")
@@ -138,7 +157,7 @@ def delete(name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"deleted": [name]})
     else:
-        click.echo(f"Deleted session {name}")
+        echo(f"Deleted session {printable(name)}")
 
 
 @session.command("clean")
@@ -160,11 +179,11 @@ def clean(older_than: str, include_active: bool, dry_run: bool, as_json: bool) -
         emit_json({"dryRun": dry_run, "removed": removed, "keptActive": plan.kept_active, "undated": plan.undated})
         return
     verb = "Would remove" if dry_run else "Removed"
-    click.echo(f"{verb} {len(removed)} session(s) older than {older_than}")
+    echo(f"{verb} {len(removed)} session(s) older than {printable(older_than)}")
     for name in removed:
-        click.echo(f"  {name}")
+        echo(f"  {printable(name)}")
     if plan.kept_active:
-        click.echo(
-            f"Kept {plan.kept_active} active session(s) older than {older_than}; "
+        echo(
+            f"Kept {plan.kept_active} active session(s) older than {printable(older_than)}; "
             "add --include-active to remove them too."
         )

@@ -11,8 +11,8 @@ import click
 from minsky import hooks
 from minsky.backend import OnConflict
 from minsky.cli.app import get_app
-from minsky.cli.output import emit_json, printable
-from minsky.cli.report import finish, progress_line, reporting_stops
+from minsky.cli.output import echo, emit_json, printable
+from minsky.cli.report import finish, note_backup, progress_line, reporting_stops
 from minsky.cli.store_flags import flags_from, open_flagged, open_pair, split_flags, target_options
 from minsky.duplicates import POLICIES, OnDuplicate
 from minsky.errors import StoreError, UsageError
@@ -113,9 +113,7 @@ def migrate_to(
             switch=switch,
         )
     if report.backup:
-        from minsky.backup import remember_backup
-
-        remember_backup(report.backup, report.read, report.source_digest)
+        note_backup(report.backup, report.read, report.source_digest)
     finish(report, as_json, "Migrated")
     if change is not None and report.catch_up is not None:
         from minsky.cli.set_default import announce
@@ -223,13 +221,13 @@ def check(repair: bool, as_json: bool) -> None:
         )
     else:
         if moved_to is not None:
-            click.echo(f"Moved {len(moved)} entr{'y' if len(moved) == 1 else 'ies'} to {moved_to}:")
+            echo(f"Moved {len(moved)} entr{'y' if len(moved) == 1 else 'ies'} to {printable(str(moved_to))}:")
             for note in moved:
-                click.echo(f"  {note}")
+                echo(f"  {printable(note)}")
         state = "ok" if report.ok else "PROBLEMS FOUND"
-        click.echo(f"{handle.spec.name} ({handle.store.location}): {state}, {report.checked} records checked")
+        echo(f"{handle.spec.name} ({printable(handle.store.location)}): {state}, {report.checked} records checked")
         for problem in report.problems:
-            click.echo(f"  {problem}")
+            echo(f"  {printable(problem)}")
     if not report.ok:
         raise StoreError(
             f"{handle.store.location}: {len(report.problems)} problem(s) found",
@@ -261,9 +259,9 @@ def test_connection(as_json: bool) -> None:
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"{handle.spec.name} ({handle.store.location}): ok, {count} sessions, {latency_ms:.1f} ms")
+        echo(f"{handle.spec.name} ({printable(handle.store.location)}): ok, {count} sessions, {latency_ms:.1f} ms")
         for key, value in details.items():
-            click.echo(f"  {key}: {value}")
+            echo(f"  {key}: {printable(str(value))}")
 
 
 @sessiondb.command("init")
@@ -289,7 +287,7 @@ def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
         emit_json({"backend": handle.spec.name, "location": handle.store.location, "created": not existed})
     else:
         state = "already existed; schema up to date" if existed else "created"
-        click.echo(f"{handle.spec.name} store at {handle.store.location}: {state}")
+        echo(f"{handle.spec.name} store at {printable(handle.store.location)}: {state}")
     if set_default:
         from minsky.cli.set_default import make_default
 
@@ -309,7 +307,6 @@ def init(backend: str, set_default: bool, as_json: bool, **kwargs: Any) -> None:
 @json_option
 def export(output_dir: Path, backup_format: str, as_json: bool) -> None:
     """Write the configured store to a backup file (the Minsky JSON format plus metadata)."""
-    from minsky.backup import remember_backup
 
     app = get_app()
     handle = app.store()
@@ -322,11 +319,11 @@ def export(output_dir: Path, backup_format: str, as_json: bool) -> None:
         backup_format=backup_format,
         base_dir=str(app.config.base_dir),
     )
-    remember_backup(made.path, made.count, made.digest)
+    note_backup(made.path, made.count, made.digest)
     if as_json:
         emit_json({"backup": str(made.path), "count": made.count, "storeDigest": made.digest, "format": made.format})
     else:
-        click.echo(f"Exported {made.count} sessions to {made.path}")
+        echo(f"Exported {made.count} sessions to {printable(str(made.path))}")
 
 
 @sessiondb.command("import")

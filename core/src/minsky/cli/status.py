@@ -107,6 +107,7 @@ def status(app: App, as_json: bool) -> None:
         "backend": handle.spec.name,
         "source": source,
         "location": handle.store.location,
+        "symlinks": [{"link": link, "target": target} for link, target in handle.links.items()],
         "exists": handle.store.exists(),
         "sessions": count,
         "sizeBytes": size,
@@ -126,6 +127,8 @@ def status(app: App, as_json: bool) -> None:
     click.echo(f"Location:  {handle.store.location}" + ("" if handle.store.exists() else " (not created yet)"))
     if moved is not None:
         click.echo(f"Moved:     to {moved.backend} ({moved.location}) at {moved.moved_at}; use: {moved.command}")
+    for link, target in handle.links.items():
+        click.echo(f"Symlink:   {link} -> {target} (minsky writes the target; the link stays)")
     click.echo(f"Sessions:  {count if count is not None else 'unreadable: ' + str(problem)}")
     if size is not None:
         click.echo(f"Size:      {size:,} bytes")

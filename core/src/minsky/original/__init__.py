@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from minsky.codec import camel, canonical_bytes, compact_bytes, record_to_dict
+from minsky.codec import camel, canonical_bytes, compact_bytes, loads, record_to_dict
 from minsky.errors import RecordError, StoreError
 from minsky.original import timestamps
 
@@ -118,7 +118,7 @@ def decode(table: Table, column: Column, value: Any, row_key: object) -> Any:
     if isinstance(value, str):
         if key in JSON_KEYS and column.kind != "json":
             try:
-                return json.loads(value)
+                return loads(value)  # keeps 1e400, -0, NaN as found: the record is then named
             except ValueError:
                 raise RecordError(
                     f"{table.where(row_key, column.name)}: not JSON text: {value[:60]!r}", hint=REPAIR_HINT
@@ -294,7 +294,7 @@ def read_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(text, str):
         raise RecordError(f"{table.where(row_key, RECORD)}: not JSON text", hint=REPAIR_HINT)
     try:
-        stored = json.loads(text)
+        stored = loads(text)
     except ValueError:
         raise RecordError(f"{table.where(row_key, RECORD)}: not JSON: {text[:60]!r}", hint=REPAIR_HINT) from None
     if not isinstance(stored, dict):

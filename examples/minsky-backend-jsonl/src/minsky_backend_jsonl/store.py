@@ -8,7 +8,6 @@ old file or the new one and concurrent writers queue.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -19,14 +18,15 @@ import filelock
 
 from minsky.atomic import ensure_private_dir, fsync_dir
 from minsky.backend import MarkerFile, MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import record_from_dict, record_to_dict
+from minsky.codec import as_found_bytes, loads, record_from_dict, record_to_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
 
 
 def _line(record: SessionRecord) -> bytes:
-    return json.dumps(record_to_dict(record), ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n"
+    # The engine hands over only records the codec accepts; one kept from the file is written back as found.
+    return as_found_bytes(record_to_dict(record)) + b"\n"
 
 
 class JsonlStore:
@@ -58,7 +58,7 @@ class JsonlStore:
     def read(self) -> Iterator[SessionRecord]:
         for number, line in self._lines():
             try:
-                data = json.loads(line)
+                data = loads(line)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise StoreError(f"{self.path}: line {number} is not valid JSON ({exc})") from None
             yield record_from_dict(data, where=f"{self.path}: line {number}: ")
@@ -82,7 +82,7 @@ class JsonlStore:
         for number, line in self._lines():
             checked += 1
             try:
-                name = record_from_dict(json.loads(line), where=f"line {number}: ").session
+                name = record_from_dict(loads(line), where=f"line {number}: ").session
             except (ValueError, UnicodeDecodeError, StoreError) as exc:
                 problems.append(f"line {number}: {exc}")
                 continue
@@ -168,7 +168,7 @@ class JsonlStore:
                 kept = set(staging.conflicts) if on_conflict == "skip" else set()
                 staged.seek(0)
                 for line in staged:  # a name staged twice: its last line wins, as in an upsert
-                    name = json.loads(line)["session"]
+                    name = loads(line)["session"]
                     if name in kept:
                         continue
                     staging.names[name] -= 1

@@ -26,10 +26,20 @@ from minsky.atomic import (
     atomic_writer,
     ensure_private_dir,
     os_error_to_store_error,
+    refuse_foreign_json,
     remove_stale_temps,
 )
 from minsky.backend import MarkerFile, MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, canonical_of_dict, compact_bytes, record_from_dict, record_to_dict
+from minsky.codec import (
+    as_found_bytes,
+    canonical,
+    canonical_of_dict,
+    check,
+    compact_bytes,
+    loads,
+    record_from_dict,
+    record_to_dict,
+)
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
@@ -125,7 +135,7 @@ class JsonStore:
         seen: dict[str, int] = {}
         for index, item in enumerate(doc["sessions"]):
             try:
-                name = record_from_dict(item, where=f"sessions[{index}]: ").session
+                name = check(record_from_dict(item, where=f"sessions[{index}]: ")).session
             except RecordError as exc:
                 problems.append(str(exc))
                 continue
@@ -138,7 +148,8 @@ class JsonStore:
         return VerifyReport(ok=not problems, checked=len(doc["sessions"]), problems=tuple(problems))
 
     def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
-        """Move entries without a usable name, and repeated names, into a quarantine file."""
+        """Move entries without a usable name, repeated names and records no store can hold
+        exactly into a quarantine file."""
         with self._locked():
             doc = self._load(strict=False)
             keep, moved, notes, seen = [], [], [], set()
@@ -147,6 +158,12 @@ class JsonStore:
                 if not isinstance(item, dict) or not isinstance(name, str) or not name or name in seen:
                     moved.append(item)
                     notes.append(f"sessions[{index}]" + (f" ({name!r}, a repeated name)" if name in seen else ""))
+                    continue
+                try:
+                    check(record_from_dict(item))
+                except RecordError as exc:
+                    moved.append(item)
+                    notes.append(f"sessions[{index}] {exc}")
                     continue
                 seen.add(name)
                 keep.append(item)
@@ -177,6 +194,7 @@ class JsonStore:
     def _locked(self, *, check_moved: bool = True, claimed: bool = False, patience: float = 1) -> Iterator[None]:
         """The lock file, held across read-modify-write. Checked after the wait: a writer that
         queued behind a migration must see the marker that migration left."""
+        refuse_foreign_json(self.path)  # before the lock file, so nothing is left beside a foreign file
         ensure_private_dir(self.path.parent)
         if not claimed:  # as long as the migration may wait for the lock, and a step more
             turn.give_way(self._lock_path, self.lock_timeout * (MIGRATION_PATIENCE + 1))
@@ -333,11 +351,7 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
     if not data.strip():
         raise StoreError(f"{path} is empty: expected a JSON array of sessions or an object with a 'sessions' list")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StoreError(f"{path} is not UTF-8: invalid byte at offset {exc.start}") from None
-    try:
-        value = json.loads(text)
+        value = loads(data)  # a byte that is not UTF-8 spoils its record only (named), not the store
     except json.JSONDecodeError as exc:
         raise StoreError(
             f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (char {exc.pos})"
@@ -376,5 +390,6 @@ def dump_document(doc: Document) -> bytes:
     """The document in its own shape: the original wrote ``JSON.stringify(value, null, 2)``,
     which this reproduces byte for byte, so records a write did not touch keep their bytes."""
     value = doc["sessions"] if doc.bare else doc
-    text = json.dumps(value, ensure_ascii=False, indent=2).encode("utf-8", "surrogatepass")
+    # An entry no store can hold exactly (kept until `check --repair` moves it) is written back as found.
+    text = as_found_bytes(value, indent=2)
     return text + b"\n" if doc.newline else text

@@ -37,7 +37,9 @@ SPEC = BackendSpec(
             cli_flag="--connection-string",
             secret=True,
         ),
-        OptionSpec("connect_timeout", "seconds to wait for the server", config_key="sessiondb.connectTimeout"),
+        OptionSpec(
+            "connect_timeout", "seconds to wait for the server", config_key="sessiondb.connectTimeout", value_type=int
+        ),
     ),
 )
 

@@ -23,7 +23,7 @@ from psycopg.types.string import TextLoader
 
 from minsky import original
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, record_from_dict
+from minsky.codec import canonical, record_from_dict, record_problem
 from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -265,7 +265,9 @@ class PostgresStore:
         for table, row in self._rows():
             checked += 1
             try:
-                self._decode(table, row)
+                reason = record_problem(self._decode(table, row))
+                if reason is not None:
+                    problems.append(f"session {row[table.names.index(original.KEY)]!r}: {reason}")
             except (ValueError, MinskyError) as exc:
                 problems.append(str(exc))
         if checked and not problems:
@@ -291,7 +293,9 @@ class PostgresStore:
             names, entries, notes = [], [], []
             for row in conn.execute(schema.select(table)).fetchall():
                 try:
-                    self._decode(table, row)
+                    reason = record_problem(self._decode(table, row))
+                    if reason is not None:
+                        raise ValueError(reason)
                 except (ValueError, MinskyError) as exc:
                     values = schema.as_mapping(table, row)
                     names.append(values[original.KEY])

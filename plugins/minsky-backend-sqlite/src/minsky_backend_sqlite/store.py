@@ -17,9 +17,9 @@ from pathlib import Path
 import attrs
 
 from minsky import original
-from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir
+from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir, refuse_foreign_sqlite
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, record_from_dict
+from minsky.codec import canonical, check, record_from_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -29,7 +29,9 @@ from minsky_backend_sqlite import schema
 _HEADER = b"SQLite format 3\x00"
 _KEY_IS = "session = ? COLLATE BINARY"  # exact names, whatever the column's collation
 log = logging.getLogger("minsky.backend.sqlite")  # under minsky's handler: redacted, on stderr
+_LOCK_POLL_MS = 100  # how long one wait for a lock lasts before Python can see a signal
 _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
+_STORE_TABLES = frozenset({"sessions", "__drizzle_migrations"})  # minsky's and the original's
 
 
 @attrs.frozen
@@ -90,6 +92,7 @@ class SqliteStore:
             if not readonly:
                 # Refuse a newer schema before anything (even the journal mode) changes the file.
                 self._refuse_newer(conn.execute("PRAGMA user_version").fetchone()[0])
+                refuse_foreign_sqlite(conn, path, _STORE_TABLES)
                 self._table(conn)  # and a foreign table (no session column)
                 conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
                 conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
@@ -164,7 +167,7 @@ class SqliteStore:
         try:
             if upgrade:
                 self._backup_if_upgrading(conn, path or self.path)
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             if check_moved:
                 mark = schema.moved_mark(conn, str(self.path))
                 if mark is not None:
@@ -183,6 +186,25 @@ class SqliteStore:
             raise
         finally:
             conn.close()
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting for a lock in short busy timeouts rather than one long
+        one: SQLite's wait is a C call that no signal interrupts, so Ctrl-C (or SIGTERM)
+        takes effect within one poll instead of after the whole busy timeout."""
+        total_ms = int(self.options.busy_timeout_ms)
+        poll_ms = min(total_ms, _LOCK_POLL_MS)
+        deadline = time.monotonic() + total_ms / 1000
+        conn.execute(f"PRAGMA busy_timeout = {poll_ms}")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {total_ms}")
 
     def _migrate(self, conn: sqlite3.Connection, path: Path) -> None:
         """Additive only: a table of the original keeps its layout, rows and columns; minsky
@@ -348,7 +370,7 @@ class SqliteStore:
                 for row in conn.execute(schema.select_sql(table)):
                     checked += 1
                     try:
-                        self._decode(table, row)
+                        check(self._decode(table, row))
                     except (ValueError, StoreError) as exc:
                         problems.append(str(exc))
         if checked and not problems:
@@ -365,7 +387,7 @@ class SqliteStore:
             assert table is not None
             for rowid, *row in conn.execute(f"SELECT rowid, {schema.select_sql(table)[7:]}"):
                 try:
-                    self._decode(table, tuple(row))
+                    check(self._decode(table, tuple(row)))
                 except (ValueError, StoreError) as exc:
                     bad_rowids.append(rowid)
                     entries.append(dict(schema.as_mapping(table, tuple(row))))

@@ -1,0 +1,226 @@
+"""What a representable value is, decided once: the rule every write path applies.
+
+A record is stored only if every reader reads it back exactly. So a value is
+representable when it is
+
+- text made of Unicode scalar values (no lone surrogate: what a writer that cut an
+  emoji in half leaves, or a non-UTF-8 byte read with ``surrogateescape``);
+- a finite number (``NaN``, ``Infinity`` and ``1e400`` are refused: JSON readers turn
+  them into ``null`` or into text that is not JSON);
+- an integer of any size, kept digit for digit — except ``-0``, which every JSON reader
+  (the original's ``JSON.parse`` included) reads as ``0``, so it cannot be kept exactly;
+- ``true``, ``false``, ``null``, and objects with text keys and arrays, nested at most
+  ``MAX_DEPTH`` levels (the record itself is level 1);
+- and nowhere U+0000: PostgreSQL text cannot hold it, so it is refused on every backend
+  alike rather than stripped on one.
+
+Reading never fails over a value: ``loads`` keeps what cannot be represented as an
+``Unrepresentable`` token (exactly as found), so one bad record is named and skipped
+or quarantined instead of making the whole store unreadable. ``as_found_bytes``
+writes such a value back unchanged (as valid UTF-8 JSON), for backups, quarantine
+files and documents that must keep a bad entry they do not own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import sys
+from typing import Any, Final
+
+import orjson
+
+from minsky.errors import RecordError
+
+MAX_DEPTH: Final = 254
+"""Containers nested at most this deep (the record object counts as one). It is orjson's own
+limit, so the fast encoder and the careful check agree, and far above any real record."""
+
+# Integers of any size are kept exactly; Python refuses to convert more than 4,300 digits by default.
+sys.set_int_max_str_digits(0)
+
+
+class Unrepresentable:
+    """A number token read from a store that minsky cannot carry exactly, kept as found."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return self.token
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unrepresentable) and other.token == self.token
+
+    def __hash__(self) -> int:
+        return hash(self.token)
+
+    @property
+    def reason(self) -> str:
+        if self.token == "-0":  # noqa: S105 (a JSON number token, not a secret)
+            return "-0 cannot be kept exactly (JSON readers, the original's too, read it as 0); write 0"
+        if self.token in ("NaN", "Infinity", "-Infinity"):
+            return f"{self.token} is not a JSON number"
+        return f"{self.token} is not a finite number (readers turn it into Infinity or null)"
+
+
+class UnrepresentableError(RecordError):
+    """A record no store can hold exactly: refused by name, never changed."""
+
+    exit_code = 11
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}{reason}")
+        self.reason = reason
+
+
+def _finite_float(text: str) -> float | Unrepresentable:
+    value = float(text)
+    return value if math.isfinite(value) else Unrepresentable(text)
+
+
+def _int_or_negative_zero(text: str) -> int | Unrepresentable:
+    return Unrepresentable(text) if text == "-0" else int(text)
+
+
+# Hooks run only for floats and constants (rare in records): the C scanner keeps its speed.
+_DECODER: Final = json.JSONDecoder(parse_float=_finite_float, parse_constant=Unrepresentable)
+_DECODER_NEGATIVE_ZERO: Final = json.JSONDecoder(
+    parse_float=_finite_float, parse_constant=Unrepresentable, parse_int=_int_or_negative_zero
+)
+DECODER: Final = _DECODER_NEGATIVE_ZERO
+"""For a reader that decodes piece by piece (``raw_decode``): keeps every token as ``loads`` does."""
+
+# What orjson would read wrongly rather than refuse: "-0" (it gives 0) and integers past 64 bits
+# (it gives a float). "-0" here is not followed by a digit, "." or exponent, so dates ("-01")
+# do not match; 19 digits in a row may be too big. A hit inside a string only costs the
+# careful decoder, never a wrong value. One scan of the bytes: about 1% of a decode.
+_SUSPECT_BYTES: Final = re.compile(rb"-0(?![0-9.eE])|[0-9]{19}")
+_SUSPECT_TEXT: Final = re.compile(r"-0(?![0-9.eE])|[0-9]{19}")
+_NEGATIVE_ZERO: Final = re.compile(r"-0(?![0-9.eE])")
+# "\u0000" preceded by an even number of backslashes: an escaped NUL, not the text "\\u0000".
+_NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON as a store holds it, never changing a value: orjson (fast) when nothing
+    in ``data`` could mislead it and it accepts ``data``; else the standard library with
+    hooks that keep what is not representable as ``Unrepresentable``. Bytes that are not
+    UTF-8 become lone surrogates (refused later by name, not the whole store). Raises
+    ``json.JSONDecodeError`` (a ``ValueError``) for what is not JSON, nesting past what
+    can be decoded included."""
+    suspect = (_SUSPECT_BYTES if isinstance(data, bytes) else _SUSPECT_TEXT).search(data)  # type: ignore[arg-type]
+    if suspect is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # NaN, 1e400, a lone surrogate, a non-UTF-8 byte, or not JSON: the careful decoder decides
+    text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
+    decoder = _DECODER_NEGATIVE_ZERO if _NEGATIVE_ZERO.search(text) else _DECODER
+    try:
+        return decoder.decode(text)
+    except RecursionError:
+        raise json.JSONDecodeError(
+            f"nested too deeply to decode (minsky keeps at most {MAX_DEPTH} levels)", text, 0
+        ) from None
+
+
+def problem(value: Any, path: str = "", depth: int = 1) -> str | None:
+    """Why ``value`` is not representable (naming where in it), or None."""
+    kind = type(value)
+    if kind is str:
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                code = ord(value[exc.start])
+                return (
+                    f"{path or 'a value'}: U+{code:04X} is a lone surrogate, not Unicode text "
+                    "(a character cut in half, or a byte that is not UTF-8)"
+                )
+        return None
+    if kind is dict or kind is list:
+        if depth > MAX_DEPTH:
+            return f"{path or 'a value'}: nested deeper than {MAX_DEPTH} levels"
+        items = value.items() if kind is dict else enumerate(value)
+        for key, item in items:
+            if kind is dict:
+                if type(key) is not str:
+                    return f"{path or 'a value'}: a key that is not text ({type(key).__name__})"
+                where = f"{path}.{key}" if path else key
+                found = problem(key, where, depth)
+                if found:
+                    return found
+            else:
+                where = f"{path}[{key}]"
+            found = problem(item, where, depth + 1)
+            if found:
+                return found
+        return None
+    if value is None or kind is bool or kind is int:
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else f"{path or 'a value'}: {value!r} is not a finite number"
+    if kind is Unrepresentable:
+        return f"{path or 'a value'}: {value.reason}"
+    return f"{path or 'a value'}: a {kind.__name__} is not a JSON value"
+
+
+def strict_bytes(value: Any, *, where: str = "", sort_keys: bool = False) -> bytes:
+    """Compact UTF-8 JSON of a representable value, else ``UnrepresentableError``. orjson
+    where it can (about 8x faster; it refuses lone surrogates, integers past 64 bits and
+    nesting past MAX_DEPTH, which sends those to the check); the standard library for
+    the integers it refuses. Non-finite floats never reach here as floats: ``loads``
+    makes them ``Unrepresentable``, which orjson refuses."""
+    try:
+        blob = orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+    except TypeError:
+        found = problem(value)
+        if found is not None:
+            raise UnrepresentableError(where, found) from None
+        text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        blob = text.encode("utf-8")
+    if b"\\u0000" in blob and _NUL_ESCAPE.search(blob):
+        raise UnrepresentableError(where, "contains the NUL character (U+0000), which not every backend can store")
+    return blob
+
+
+def as_found_bytes(value: Any, *, sort_keys: bool = False, indent: int | None = None) -> bytes:
+    """JSON of any decoded value, never failing over one that is not representable:
+    ``Unrepresentable`` tokens are written back as found and lone surrogates as
+    ``\\uXXXX`` escapes, so the result is valid UTF-8 that ``loads`` reads back the same.
+    Values that are not JSON at all (a typed SQL cell in a quarantine file) become text."""
+    if indent is None:
+        try:
+            return strict_bytes(value, sort_keys=sort_keys)
+        except UnrepresentableError:
+            pass
+    else:
+        try:
+            return json.dumps(value, sort_keys=sort_keys, indent=indent, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+            pass
+    nonce = secrets.token_hex(8)
+    tokens: dict[str, str] = {}
+
+    def token(obj: object) -> str:
+        if not isinstance(obj, Unrepresentable):
+            return str(obj)  # a typed SQL cell (a date, bytes) in a quarantine file: its text
+        placeholder = f"minsky-token-{nonce}-{len(tokens)}"
+        tokens[json.dumps(placeholder)] = obj.token
+        return placeholder
+
+    separators = (",", ":") if indent is None else None
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * 1024 + 100))  # what the decoder accepted, the encoder writes back
+    try:
+        text = json.dumps(value, sort_keys=sort_keys, indent=indent, separators=separators, default=token)
+    finally:
+        sys.setrecursionlimit(limit)
+    for placeholder, found in tokens.items():
+        text = text.replace(placeholder, found)
+    return text.encode("ascii")
