@@ -205,6 +205,9 @@ def compat(session: nox.Session, core: str) -> None:
             session.error(f"{plugin} does not declare the current core {current} ({declared_core(plugin)})")
         version = min(supported, key=Version) if core == "lowest" else current
         groups.setdefault(version, []).append(plugin)
+    if core == "lowest" and list(groups) == [current]:
+        session.log(f"every plugin's lowest supported core is the current one ({current}): nothing older to test")
+        return
     for version, plugins in sorted(groups.items()):
         session.log(f"core {version} ({releases[version] or 'work tree'}): {', '.join(plugins)}")
         wheel = core_wheel(session, version, releases[version])
