@@ -159,3 +159,27 @@ def test_an_argument_that_is_not_utf8_is_refused_before_anything_is_created(tmp_
     assert not (home / "state").exists()
     listed = run_minsky("session", "list", env={"HOME": str(home), "XDG_STATE_HOME": str(home / "state")})
     assert listed.returncode == 0
+
+
+def test_a_reader_that_goes_away_is_no_internal_error(state_dir: Path) -> None:
+    """`minsky session list | head -1`: the rest is not printed, no traceback, no internal error."""
+    import json as _json
+    import subprocess
+    import sys
+
+    from minsky.codec import record_to_dict
+    from minsky.testing.records import generated_records
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "session-db.json").write_text(
+        _json.dumps({"sessions": [record_to_dict(r) for r in generated_records(20_000)]})
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minsky", "session", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert first.strip() and err == ""

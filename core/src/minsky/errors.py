@@ -4,7 +4,8 @@ that is already safe to print (secrets masked); the CLI maps them in one place.
 Exit codes (documented in docs/cli.md):
   0 ok · 1 internal error · 2 usage · 3 config · 4 store · 5 connection
   6 verification failed · 7 conflict · 8 locked · 9 not found · 10 plugin
-  11 rejected records · 12 refused by a plugin · 13 moved · 130 interrupted (129 SIGHUP, 143 SIGTERM)
+  11 rejected records · 12 refused by a plugin · 13 moved
+  130 interrupted (129 SIGHUP, 143 SIGTERM) · 141 output pipe closed
 """
 
 from __future__ import annotations

@@ -70,6 +70,11 @@ class MinskyGroup(click.Group):
             code, what = interrupted_exit_code(exc)
             click.echo(f"minsky: {what}; nothing half-written was left behind", err=True)
             ctx.exit(code)
+        except BrokenPipeError:
+            # The reader went away (`minsky session list | head`): stop quietly, as a process
+            # killed by SIGPIPE would, and keep the interpreter from complaining at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except Exception as exc:
             report_error(exc, internal=True)
             ctx.exit(1)
