@@ -183,3 +183,15 @@ def test_a_reader_that_goes_away_is_no_internal_error(state_dir: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert first.strip() and err == ""
+
+
+def test_config_and_status_output_escape_what_a_terminal_would_obey(minsky, isolated_home: Path) -> None:
+    """A path holding an escape sequence reaches the terminal as text, in config and status alike."""
+    hostile = str(isolated_home / "s\x1b]0;owned\x07\x1b[2J.db")
+    assert minsky("config", "set", "sessiondb.backend", "sqlite").exit_code == 0
+    assert minsky("config", "set", "sessiondb.dbPath", hostile).exit_code == 0
+    for args in (("config", "get", "sessiondb.dbPath"), ("config", "show"), ("sessiondb", "migrate", "status")):
+        result = minsky(*args)
+        out = result.output
+        assert "\x1b" not in out and "\x07" not in out, (args, out)
+        assert "\\x1b]0;owned\\x07\\x1b[2J" in out, (args, out)

@@ -68,7 +68,9 @@ class MinskyGroup(click.Group):
             from minsky.signals import interrupted_exit_code
 
             code, what = interrupted_exit_code(exc)
-            click.echo(f"minsky: {what}; nothing half-written was left behind", err=True)
+            from minsky.cli.output import echo
+
+            echo(f"minsky: {what}; nothing half-written was left behind", err=True)
             ctx.exit(code)
         except BrokenPipeError:
             # The reader went away (`minsky session list | head`): stop quietly, as a process
@@ -87,11 +89,12 @@ def debug_enabled() -> bool:
 def report_usage_error(exc: click.exceptions.UsageError) -> None:
     """click's usage errors, in minsky's one format: the message may quote a stray argument
     or an option's value, which may be a connection string, so it is redacted too."""
+    from minsky.cli.output import echo, printable
     from minsky.redact import redact_text
 
     where = exc.ctx.command_path if exc.ctx is not None else "minsky"
-    click.echo(f"minsky: error: {redact_text(exc.format_message())}", err=True)
-    click.echo(f"minsky: hint: see `{where} --help`", err=True)
+    echo(f"minsky: error: {printable(redact_text(exc.format_message()))}", err=True)
+    echo(f"minsky: hint: see `{printable(where)} --help`", err=True)
 
 
 def report_error(exc: BaseException, *, internal: bool = False) -> None:

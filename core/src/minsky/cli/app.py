@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from minsky import config as config_mod
+from minsky.cli.output import echo
 
 if TYPE_CHECKING:
     from minsky.plugins import Registry
@@ -27,11 +28,11 @@ class App:
 
         cfg = config_mod.load(cwd=self.cwd, schema=Schema.build(self.registry.backends.values()))
         for warning in cfg.warnings:
-            click.echo(f"minsky: warning: {warning}", err=True)
+            echo(f"minsky: warning: {warning}", err=True)
         for item in pending(self.cwd):  # the original's YAML, which minsky does not read
-            click.echo(f"minsky: note: {notice(item)}", err=True)
+            echo(f"minsky: note: {notice(item)}", err=True)
         for path in config_mod.exposed_secret_files(cfg):
-            click.echo(
+            echo(
                 f"minsky: warning: {path} holds a password and is readable by others; run: chmod 600 {path}",
                 err=True,
             )

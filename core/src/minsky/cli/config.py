@@ -12,7 +12,7 @@ import click
 from minsky import config_file, paths, trust
 from minsky.cli.app import get_app
 from minsky.cli.config_import import import_config
-from minsky.cli.output import emit_json
+from minsky.cli.output import echo, emit_json
 from minsky.config import Config, check_variables, holds_plain_secret, read_toml, validate
 from minsky.errors import ConfigError
 from minsky.schema import Schema
@@ -78,7 +78,7 @@ def get(key: str, show_origin: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"key": key, "value": cfg.display(key), "source": setting.source})
     else:
-        click.echo(f"{setting.source}\t{cfg.display(key)}" if show_origin else cfg.display(key))
+        echo(f"{setting.source}\t{cfg.display(key)}" if show_origin else cfg.display(key))
 
 
 @config.command("set")
@@ -95,7 +95,7 @@ def set_(key: str, value: str, scope: str) -> None:
     typed = schema.convert(key, value, "`minsky config set`")
     check_variables(schema, key, typed, "`minsky config set`")
     if scope == "repo" and schema.secret(key) and isinstance(typed, str) and holds_plain_secret(typed):
-        click.echo(
+        echo(
             f"minsky: warning: {path} is likely committed to git, where everyone who clones the "
             f"repository reads it; put the secret in an environment variable and write ${{VAR}} "
             f"instead (e.g. password=${{PGPASSWORD}}), or set it in the global file",
@@ -105,9 +105,9 @@ def set_(key: str, value: str, scope: str) -> None:
     config_file.set_value(path, key, typed)
     if scope == "repo" and created:  # a file the user just made with minsky is theirs
         trust.trust(path, path.read_bytes())
-    click.echo(f"Set {key} in {path}")
+    echo(f"Set {key} in {path}")
     if scope == "repo" and schema.guarded(key) and not trust.is_trusted(path, path.read_bytes()):
-        click.echo(f"minsky: note: {path} is not trusted; run `minsky config trust {path}` to use {key}", err=True)
+        echo(f"minsky: note: {path} is not trusted; run `minsky config trust {path}` to use {key}", err=True)
 
 
 @config.command("unset")
@@ -119,7 +119,7 @@ def unset(key: str, scope: str) -> None:
     path = _target(scope, app.config, app.cwd)
     if not config_file.unset_value(path, key):
         raise ConfigError(f"{key} is not set in {path}")
-    click.echo(f"Unset {key} in {path}")
+    echo(f"Unset {key} in {path}")
 
 
 @config.command("show")
@@ -141,7 +141,7 @@ def show(as_json: bool) -> None:
         )
         return
     for key, value, source in rows:
-        click.echo(f"{key} = {value}\t({source})")
+        echo(f"{key} = {value}\t({source})")
 
 
 config.add_command(show, "list")
@@ -173,7 +173,7 @@ def trust_(path: str | None) -> None:
     data, content = read_toml(target)
     validate(_schema(), data, target)  # trusting a file that would not load helps no one
     trust.trust(target, content)
-    click.echo(f"Trusted {target} (sha256 {trust.digest(content)[:12]}); trust it again after it changes")
+    echo(f"Trusted {target} (sha256 {trust.digest(content)[:12]}); trust it again after it changes")
 
 
 @config.command("untrust")
@@ -182,6 +182,6 @@ def untrust_(path: str | None) -> None:
     """Stop trusting a repository's config file (default: the nearest)."""
     target = _repo_file(path)
     if trust.untrust(target):
-        click.echo(f"No longer trusting {target}")
+        echo(f"No longer trusting {target}")
     else:
-        click.echo(f"{target} was not trusted")
+        echo(f"{target} was not trusted")

@@ -9,7 +9,7 @@ import click
 
 from minsky.atomic import write_bytes_atomic
 from minsky.cli.app import get_app
-from minsky.cli.output import emit_json
+from minsky.cli.output import echo, emit_json
 from minsky.config_import import Pending, convert, original_files, render
 from minsky.errors import ConfigError
 from minsky.paths import config_dir
@@ -63,17 +63,17 @@ def import_config(source: Path | None, dry_run: bool, as_json: bool) -> None:
 
 def _describe(result: dict[str, Any], dry_run: bool) -> None:
     if result.get("exists"):
-        click.echo(f"Skipped {result['from']}: {result['to']} already exists (not overwritten)")
+        echo(f"Skipped {result['from']}: {result['to']} already exists (not overwritten)")
         return
     if dry_run:
-        click.echo(f"# {result['to']} would hold:")
-        click.echo(result["toml"], nl=False)
+        echo(f"# {result['to']} would hold:")
+        echo(result["toml"], nl=False)
         return
     keys = ", ".join(result["settings"]) or "no settings"
-    click.echo(f"Imported {result['from']} → {result['to']}: {keys} ({result['comments']} comments noted)")
+    echo(f"Imported {result['from']} → {result['to']}: {keys} ({result['comments']} comments noted)")
     if result["notImported"]:
-        click.echo(f"  not imported (not minsky's): {', '.join(result['notImported'])}")
+        echo(f"  not imported (not minsky's): {', '.join(result['notImported'])}")
     for note in result["notes"]:
-        click.echo(f"  note: {note}")
+        echo(f"  note: {note}")
     for var in result["setEnvironment"]:
-        click.echo(f"  before minsky connects: export {var}=...   (the password, kept out of the TOML file)")
+        echo(f"  before minsky connects: export {var}=...   (the password, kept out of the TOML file)")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from minsky.cli.output import emit_json
+from minsky.cli.output import echo, emit_json
 
 
 @click.group()
@@ -61,16 +61,16 @@ def list_plugins(as_json: bool) -> None:
         )
         return
     if not reg.plugins:
-        click.echo("No plugins installed.")
+        echo("No plugins installed.")
     for p in reg.plugins:
         dist = f"{p.distribution} {p.version}" if p.distribution else "(registered directly)"
         provided = ", ".join(p.backends) or "-"
         line = f"{p.name}\t{dist}\tbackends: {provided}\thooks: {', '.join(p.hooks) or '-'}\t{p.status}"
         if p.error:
             line += f": {p.error}"
-        click.echo(line)
+        echo(line)
     for p in reg.builtins:
-        click.echo(f"{p.name}\t(built-in, runs last)\thooks: {', '.join(p.hooks)}")
+        echo(f"{p.name}\t(built-in, runs last)\thooks: {', '.join(p.hooks)}")
 
 
 def _pip_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,7 +90,7 @@ def _report_backends() -> None:
     from minsky.installer import available_backends
 
     backends = available_backends()
-    click.echo("Backends now available: " + (", ".join(backends) or "none (see `minsky plugins list`)"))
+    echo("Backends now available: " + (", ".join(backends) or "none (see `minsky plugins list`)"))
 
 
 @plugins.command("install")

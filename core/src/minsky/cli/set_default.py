@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import click
 
 from minsky import config as config_mod
 from minsky import config_file
 from minsky.backend import BackendSpec, MovedMark, OptionSpec
 from minsky.catchup import Switch
 from minsky.cli.app import App
+from minsky.cli.output import echo
 from minsky.errors import ConfigError, UsageError
 from minsky.redact import redact_text, replace_password
 from minsky.stores import StoreHandle, resolve_options
@@ -165,15 +165,15 @@ def switch_for(app: App, target: StoreHandle) -> tuple[Switch, DefaultChange]:
 def announce(app: App, target: StoreHandle, change: DefaultChange, *, quiet: bool) -> None:
     """After the change is written: the notes, a check of what the next command reads, how to revert."""
     for note in change.notes:
-        click.echo(f"minsky: note: {note}", err=True)
+        echo(f"minsky: note: {note}", err=True)
     _check_written(app, target, change)
     if quiet:
         return
     cfg = app.config  # loaded before the change: the values to revert to
     scope = "--repo " if change.repo_scope else ""
-    click.echo(f"Set sessiondb.backend = {change.backend} in {change.path}")
+    echo(f"Set sessiondb.backend = {change.backend} in {change.path}")
     for key, value in change.writes.items():
-        click.echo(f"Set {key} = {redact_text(str(value))} in {change.path}")
+        echo(f"Set {key} = {redact_text(str(value))} in {change.path}")
     secret_keys = {opt.config_key for opt in identity(target.spec) if opt.secret}
     revert = [f"minsky config set {scope}sessiondb.backend {change.old}"]
     for key in change.writes:
@@ -182,10 +182,10 @@ def announce(app: App, target: StoreHandle, change: DefaultChange, *, quiet: boo
             revert.append(f"minsky config unset {scope}{key}")
         elif key not in secret_keys:
             revert.append(f"minsky config set {scope}{key} {shlex.quote(str(before.raw))}")
-    click.echo("To revert: " + " && ".join(revert))
+    echo("To revert: " + " && ".join(revert))
     backend_setting = cfg.setting("sessiondb.backend")
     if backend_setting is not None and backend_setting.origin == "env":
-        click.echo(f"Note: {backend_setting.source} still overrides the file while it is set.", err=True)
+        echo(f"Note: {backend_setting.source} still overrides the file while it is set.", err=True)
 
 
 def make_default(app: App, target: StoreHandle, change: DefaultChange, *, quiet: bool) -> None:
@@ -200,8 +200,8 @@ def _check_written(app: App, target: StoreHandle, plan: DefaultChange) -> None:
         after = _next_options(config_mod.load(cwd=app.cwd), target.spec)
     except ConfigError as exc:
         if not plan.notes:  # an unset ${VAR} we already asked the user to set is expected
-            click.echo(f"minsky: warning: the next command will fail: {exc}", err=True)
+            echo(f"minsky: warning: the next command will fail: {exc}", err=True)
         return
     for opt in identity(target.spec):
         if comparable(opt, after.get(opt.name)) != comparable(opt, target.options.get(opt.name)):
-            click.echo(f"minsky: warning: the next command will not read {opt.config_key} as written", err=True)
+            echo(f"minsky: warning: the next command will not read {opt.config_key} as written", err=True)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
-
 from minsky.backend import LockableStore, MovedMark
 from minsky.backup import last_backup
 from minsky.cli.app import App
-from minsky.cli.output import emit_json
+from minsky.cli.output import echo, emit_json
 from minsky.config import exposed_secret_files
 from minsky.errors import MinskyError
 from minsky.recognise import Found, survey
@@ -123,18 +121,18 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(payload)
         return
-    click.echo(f"Backend:   {handle.spec.name} (from {source})")
-    click.echo(f"Location:  {handle.store.location}" + ("" if handle.store.exists() else " (not created yet)"))
+    echo(f"Backend:   {handle.spec.name} (from {source})")
+    echo(f"Location:  {handle.store.location}" + ("" if handle.store.exists() else " (not created yet)"))
     if moved is not None:
-        click.echo(f"Moved:     to {moved.backend} ({moved.location}) at {moved.moved_at}; use: {moved.command}")
+        echo(f"Moved:     to {moved.backend} ({moved.location}) at {moved.moved_at}; use: {moved.command}")
     for link, target in handle.links.items():
-        click.echo(f"Symlink:   {link} -> {target} (minsky writes the target; the link stays)")
-    click.echo(f"Sessions:  {count if count is not None else 'unreadable: ' + str(problem)}")
+        echo(f"Symlink:   {link} -> {target} (minsky writes the target; the link stays)")
+    echo(f"Sessions:  {count if count is not None else 'unreadable: ' + str(problem)}")
     if size is not None:
-        click.echo(f"Size:      {size:,} bytes")
-    click.echo(f"Backup:    {backup['path'] + ' (' + backup['createdAt'] + ')' if backup else 'none seen'}")
-    click.echo(f"Installed: {', '.join(installed)}")
+        echo(f"Size:      {size:,} bytes")
+    echo(f"Backup:    {backup['path'] + ' (' + backup['createdAt'] + ')' if backup else 'none seen'}")
+    echo(f"Installed: {', '.join(installed)}")
     for item in found:
-        click.echo(f"Found:     {item.path}: {item.backend}, {item.layout}, {item.sessions} sessions")
+        echo(f"Found:     {item.path}: {item.backend}, {item.layout}, {item.sessions} sessions")
     for line in advice:
-        click.echo(f"Advice:    {line}")
+        echo(f"Advice:    {line}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Iterator
 
-import click
+from minsky.cli.output import echo
 
 HEADER = ("NAME", "TASK", "REPO", "CREATED", "STATUS")
 
@@ -28,11 +28,11 @@ def echo_rows(lines: Iterable[str], *, terminal: bool) -> int:
     if not terminal:
         count = 0
         for line in lines:
-            click.echo(line)
+            echo(line)
             count += 1
         return count
     rows = [line.split("\t") for line in lines]
     if rows:
         for line in aligned([list(HEADER), *rows]):
-            click.echo(line)
+            echo(line)
     return len(rows)
