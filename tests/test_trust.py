@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -240,3 +241,29 @@ def test_trusting_an_invalid_file_is_refused(minsky: Invoke, isolated_home: Path
     monkeypatch.chdir(clone)
     result = minsky("config", "trust")
     assert result.exit_code == 3 and "sessiondb.bakend" in result.stderr and "sessiondb.backend" in result.stderr
+
+
+def test_concurrent_trusts_all_land(isolated_home: Path, state_dir: Path) -> None:
+    """Two terminals trusting two repositories at once: both are trusted afterwards."""
+    files = []
+    for n in range(16):
+        config = isolated_home / f"repo{n}" / ".minsky" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(f'[sessiondb]\nbackend = "sqlite"\n# repo {n}\n')
+        files.append(config)
+    for round_start in range(0, 16, 8):  # 8 processes at a time, twice
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "minsky", "config", "trust", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for config in files[round_start : round_start + 8]
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    recorded = json.loads((state_dir / "trusted-configs.json").read_text())["trusted"]
+    assert recorded == {os.path.realpath(config): hashlib.sha256(config.read_bytes()).hexdigest() for config in files}
+    assert oct((state_dir / "trusted-configs.json.lock").stat().st_mode & 0o777) == "0o600"

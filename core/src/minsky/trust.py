@@ -8,14 +8,20 @@ in the user's state dir by real path and SHA-256 of the content, so an edited fi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import filelock
+
 from minsky import paths
-from minsky.atomic import write_bytes_atomic
+from minsky.atomic import ensure_private_dir, write_bytes_atomic
 from minsky.errors import ConfigError
+
+LOCK_TIMEOUT = 30.0  # seconds: an edit takes milliseconds, so only a hung process holds it this long
 
 
 def trust_file() -> Path:
@@ -52,19 +58,34 @@ def _write(trusted: dict[str, str]) -> None:
     write_bytes_atomic(trust_file(), text.encode("utf-8"))
 
 
+@contextlib.contextmanager
+def _editing() -> Iterator[dict[str, str]]:
+    """Read-modify-write of the list under its lock file: two `config trust` runs at once
+    (two terminals, a script) must both land, not the last writer's alone."""
+    path = trust_file()
+    ensure_private_dir(path.parent)
+    lock = filelock.FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT, mode=0o600)
+    try:
+        with lock:
+            trusted = _read()
+            yield trusted
+            _write(trusted)
+    except filelock.Timeout:
+        raise ConfigError(
+            f"another minsky process has held {lock.lock_file} for {LOCK_TIMEOUT:.0f} s",
+            hint="wait for it to finish, or find it with `lsof` and stop it",
+        ) from None
+
+
 def is_trusted(path: Path, content: bytes) -> bool:
     return _read().get(_key(path)) == digest(content)
 
 
 def trust(path: Path, content: bytes) -> None:
-    trusted = _read()
-    trusted[_key(path)] = digest(content)
-    _write(trusted)
+    with _editing() as trusted:
+        trusted[_key(path)] = digest(content)
 
 
 def untrust(path: Path) -> bool:
-    trusted = _read()
-    if trusted.pop(_key(path), None) is None:
-        return False
-    _write(trusted)
-    return True
+    with _editing() as trusted:
+        return trusted.pop(_key(path), None) is not None
