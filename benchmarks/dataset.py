@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# Bump when record() changes: benchmarks cache generated stores under this version.
+VERSION = 1
+
 
 def record(i: int, rng: random.Random) -> dict[str, Any]:
     task = f"md#{i}"
@@ -74,3 +77,12 @@ def write_json_store(path: Path, n: int) -> None:
         for i, item in enumerate(records(n)):
             out.write(("\n" if i == 0 else ",\n") + json.dumps(item, ensure_ascii=False))
         out.write('\n], "baseDir": "/home/dev/.local/state/minsky"}\n')
+
+
+def write_bare_array(path: Path, n: int) -> None:
+    """The same records as a bare JSON array (the form ``sqlite-utils insert`` takes)."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("[")
+        for i, item in enumerate(records(n)):
+            out.write(("\n" if i == 0 else ",\n") + json.dumps(item, ensure_ascii=False))
+        out.write("\n]\n")

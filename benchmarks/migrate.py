@@ -1,32 +1,65 @@
-"""Migration benchmark: minsky through its real CLI against a raw-driver baseline, same run.
+"""Migration benchmark: minsky through its real CLI against a raw-driver baseline and the peers
+users would pick instead, all in the same run.
 
-    python benchmarks/migrate.py --n 100000 [--directions json->sqlite,...] [--verify]
+    python benchmarks/migrate.py --n 1000000                 # everything: the issue-16 table
+    python benchmarks/migrate.py --n 100000 --directions json->sqlite --variants plain --peers none
+    python benchmarks/migrate.py --growth 10000,100000,1000000 --variants plain   # growth table
 
-For each direction it prints records/s for minsky and the baseline, the time ratio
-(minsky / baseline; the target is at most 1.5) and both peak RSS figures, and writes
-``benchmarks/results/migrate-<n>.json``. PostgreSQL comes from MINSKY_BENCH_POSTGRES_URL
-(default: the local server); each run uses fresh databases and drops them.
+Rows (each selectable, "none" skips a group):
+  --directions  the six migrations (default all), each run as --variants plain,verify,backup
+                (``--verify`` alone, the old flag, is accepted and adds the verify variant);
+  --restore-to  ``sessiondb restore`` of a backup of N records into each backend;
+  --export-from ``sessiondb export`` of each backend's store of N records;
+  --peers       pgloader (SQLite → PostgreSQL) and sqlite-utils (JSON → SQLite), when installed.
+
+The baseline of a migration is benchmarks/baselines.py for that direction; of a restore, the
+JSON → target baseline (a backup holds the same records as the JSON store); of an export, the
+source → JSON baseline. Targets: ratio (minsky / baseline time) ≤ 1.0 for plain migrations,
+restores, exports and against each peer; peak RSS ≤ 150 MB for every minsky row. --verify and
+--backup rows carry work the baseline does not, so only their memory is a target (the table
+shows what they add to the plain run). Peak RSS is wait4's figure for the process spawned and
+the descendants it waited for (the largest of them, not their sum; a server's memory is not in
+it).
+
+The dataset (dataset.py) is generated once per N and dataset version and kept under
+$MINSKY_BENCH_CACHE (default: <tmp>/minsky-bench-cache; --clean-cache removes it), with the
+SQLite source minsky wrote from it (rebuilt when core or the SQLite backend change). PostgreSQL
+comes from MINSKY_BENCH_POSTGRES_URL (default: the local server); each run creates fresh
+databases and drops them. Writes benchmarks/results/migrate-<n>.{json,md} (growth-….{json,md}).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
-import platform
 import shutil
-import subprocess
+import sqlite3
 import sys
 import tempfile
 import time
-import uuid
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from dataset import write_json_store  # noqa: E402
+from common import (
+    HERE,
+    MINSKY,
+    Databases,
+    Run,
+    bare_array,
+    bench_env,
+    clean_cache,
+    dataset,
+    load,
+    machine,
+    measure,
+    migrate_cmd,
+    sqlite_source,
+    store_env,
+)
 
 DIRECTIONS = [
     "json->sqlite",
@@ -36,151 +69,346 @@ DIRECTIONS = [
     "sqlite->json",
     "postgres->sqlite",
 ]
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+BACKENDS = ["json", "sqlite", "postgres"]
+VARIANTS = ["plain", "verify", "backup"]
+PEERS = ["pgloader", "sqlite-utils"]
+TARGET_RATIO = 1.0
+TARGET_MB = 150.0
+NAMES = {"json": "JSON", "sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Wall time (s) and peak RSS (MB) of one subprocess."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    out = proc.stdout.read() if proc.stdout else ""
-    err = proc.stderr.read() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return seconds, usage.ru_maxrss / 1024, out
+def arrow(direction: str) -> str:
+    src, dst = direction.split("->")
+    return f"{NAMES[src]} → {NAMES[dst]}"
 
 
-class Databases:
-    def __init__(self, base: str) -> None:
-        import psycopg
-        from psycopg.conninfo import make_conninfo
+@dataclass
+class Row:
+    what: str
+    against: str
+    n: int
+    minsky_s: float | None = None
+    minsky_mb: float | None = None
+    other_s: float | None = None
+    other_mb: float | None = None
+    ratio_target: bool = True  # whether ratio ≤ 1.0 is a target for this row
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
-        self.admin = psycopg.connect(base, autocommit=True)
-        self.base, self.make = base, make_conninfo
-        self.names: list[str] = []
+    @property
+    def ratio(self) -> float | None:
+        if self.minsky_s is None or not self.other_s:
+            return None
+        return self.minsky_s / self.other_s
 
-    def fresh(self) -> str:
-        name = f"minsky_bench_{uuid.uuid4().hex[:10]}"
-        self.admin.execute(f'CREATE DATABASE "{name}"')
-        self.names.append(name)
-        return str(self.make(self.base, dbname=name))
+    def verdict(self) -> str:
+        if self.minsky_s is None:
+            return "not measured"
+        misses = []
+        if self.ratio_target:
+            if self.ratio is None:
+                return "not measured"
+            if self.ratio > TARGET_RATIO:
+                misses.append(f"ratio > {TARGET_RATIO:.1f}")
+        if self.minsky_mb is not None and self.minsky_mb > TARGET_MB:
+            misses.append(f"RSS > {TARGET_MB:.0f} MB")
+        return "MISSED: " + ", ".join(misses) if misses else "met"
 
-    def close(self) -> None:
-        for name in self.names:
-            self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.admin.close()
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(ratio=None if self.ratio is None else round(self.ratio, 3), verdict=self.verdict())
+        return out
 
 
-def flags(backend: str, location: str) -> list[str]:
-    return {"json": ["--json-path"], "sqlite": ["--sqlite-path"], "postgres": ["--connection-string"]}[backend] + [
-        location
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _rps(n: int, seconds: float | None) -> str:
+    return "—" if not seconds else f"{n / seconds:,.0f}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| what | against | minsky s | other s | ratio | minsky rec/s | other rec/s | minsky MB | other MB | targets |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    for r in rows:
+        other = r.note if r.other_s is None and r.note else _fmt(r.other_s, ".2f")
+        lines.append(
+            f"| {r.what} | {r.against} | {_fmt(r.minsky_s, '.2f')} | {other} | {_fmt(r.ratio, '.2f')} | "
+            f"{_rps(r.n, r.minsky_s)} | {_rps(r.n, r.other_s)} | {_fmt(r.minsky_mb, ',.0f')} | "
+            f"{_fmt(r.other_mb, ',.0f')} | {r.verdict()} |"
+        )
+    return "\n".join(lines)
+
+
+def growth_table(rows: list[Row]) -> str:
+    sizes = sorted({r.n for r in rows})
+    head = " | ".join(f"{n:,}: minsky s / MB (raw s / MB)" for n in sizes)
+    lines = [f"| direction | {head} |", "| --- |" + " ---: |" * len(sizes)]
+    for what in dict.fromkeys(r.what for r in rows):
+        cells = []
+        for n in sizes:
+            r = next((r for r in rows if r.what == what and r.n == n), None)
+            cells.append(
+                "—"
+                if r is None
+                else f"{_fmt(r.minsky_s, '.1f')} / {_fmt(r.minsky_mb, ',.0f')} "
+                f"({_fmt(r.other_s, '.1f')} / {_fmt(r.other_mb, ',.0f')})"
+            )
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class Bench:
+    """One run at one N: sources, fresh targets (removed after use), and the rows measured."""
+
+    def __init__(self, n: int, dbs: Databases, work: Path) -> None:
+        self.n, self.dbs, self.work = n, dbs, work
+        self.env = bench_env(work)
+        self.rows: list[Row] = []
+        self.baselines: dict[str, Run] = {}
+        self.plain: dict[str, Run] = {}
+        self._count = 0
+        self.sources: dict[str, str] = {"json": str(dataset(n))}
+        self.sources["sqlite"] = str(sqlite_source(n, self.env))
+        print("writing the PostgreSQL source…", file=sys.stderr)
+        self.sources["postgres"] = dbs.fresh()
+        measure(migrate_cmd("json", self.sources["json"], "postgres", self.sources["postgres"]), self.env)
+
+    def target(self, backend: str) -> str:
+        self._count += 1
+        if backend == "postgres":
+            return self.dbs.fresh()
+        return str(self.work / f"t{self._count}.{'json' if backend == 'json' else 'db'}")
+
+    def discard(self, backend: str, location: str) -> None:
+        """Targets go as soon as they are measured: at 1M each is a gigabyte."""
+        if backend == "postgres":
+            self.dbs.drop(location)
+            return
+        for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
+            Path(location + suffix).unlink(missing_ok=True)
+
+    def timed(self, backend: str, make: Callable[[str], list[str]], env: dict[str, str] | None = None) -> Run:
+        location = self.target(backend)
+        try:
+            return measure(make(location), {**self.env, **(env or {})})
+        finally:
+            self.discard(backend, location)
+
+    def log(self, row: Row) -> None:
+        self.rows.append(row)
+        print(f"[{time.strftime('%H:%M:%S')} load {load()}] " + json.dumps(row.to_json()), file=sys.stderr)
+
+    @staticmethod
+    def pair(mine: Run, other: Run) -> tuple[float, float, float, float]:
+        return mine.seconds, mine.peak_mb, other.seconds, other.peak_mb
+
+    def baseline(self, direction: str, source: str | None = None) -> Run:
+        if direction not in self.baselines:
+            src, dst = direction.split("->")
+            at = source or self.sources[src]
+            self.baselines[direction] = self.timed(
+                dst, lambda to: [sys.executable, str(HERE / "baselines.py"), direction, at, to]
+            )
+        return self.baselines[direction]
+
+    def direction(self, direction: str, variants: list[str]) -> None:
+        src, dst = direction.split("->")
+        raw = self.baseline(direction)
+        for variant in variants:
+            extra: list[str] = []
+            backups = self.work / "backups"
+            if variant == "verify":
+                extra = ["--verify"]
+            elif variant == "backup":
+                extra = ["--backup", str(backups)]
+            run = self.timed(dst, lambda to, extra=extra: migrate_cmd(src, self.sources[src], dst, to, *extra))
+            shutil.rmtree(backups, ignore_errors=True)
+            label = arrow(direction) + ("" if variant == "plain" else f" --{variant}")
+            row = Row(label, "raw", self.n, *self.pair(run, raw))
+            if variant == "plain":
+                self.plain[direction] = run
+            else:
+                row.ratio_target = False
+                plain = self.plain.get(direction)
+                if plain:
+                    row.extra["adds_to_plain"] = round(run.seconds / plain.seconds - 1, 3)
+                    row.what += f" (+{100 * (run.seconds / plain.seconds - 1):.0f}%)"
+            self.log(row)
+
+    def backup_file(self) -> Path:
+        """A JSON backup of the N records (exported from the JSON store, untimed unless exported)."""
+        folder = self.work / "restore-from"
+        found = sorted(folder.glob("session-backup-*.json")) if folder.exists() else []
+        if not found:
+            measure(
+                [*MINSKY, "sessiondb", "export", "--output", str(folder)],
+                {**self.env, **store_env("json", self.sources["json"])},
+            )
+            found = sorted(folder.glob("session-backup-*.json"))
+        return found[-1]
+
+    def export(self, backend: str) -> None:
+        raw = self.baseline(f"{backend}->json")
+        out = self.work / ("restore-from" if backend == "json" else "export")
+        run = measure(
+            [*MINSKY, "sessiondb", "export", "--output", str(out)],
+            {**self.env, **store_env(backend, self.sources[backend])},
+        )
+        if backend != "json":
+            shutil.rmtree(out, ignore_errors=True)
+        self.log(Row(f"export from {NAMES[backend]}", "raw", self.n, *self.pair(run, raw)))
+
+    def restore(self, backend: str) -> None:
+        backup = str(self.backup_file())
+        raw = self.baseline(f"json->{backend}")
+        flag = {"json": "--json-path", "sqlite": "--sqlite-path", "postgres": "--connection-string"}[backend]
+        run = self.timed(
+            backend, lambda to: [*MINSKY, "sessiondb", "restore", "--backup", backup, "--to", backend, flag, to]
+        )
+        self.log(Row(f"restore into {NAMES[backend]}", "raw", self.n, *self.pair(run, raw)))
+
+    def count(self, backend: str, location: str) -> int | None:
+        """Rows in the target's sessions table, or None if it has none."""
+        try:
+            if backend == "postgres":
+                import psycopg
+
+                with psycopg.connect(location) as conn:
+                    got = conn.execute("SELECT count(*) FROM sessions").fetchone()
+            else:
+                with closing(sqlite3.connect(location)) as db:
+                    got = db.execute("SELECT count(*) FROM sessions").fetchone()
+        except Exception:  # any failure to read it means "not loaded"
+            return None
+        return int(got[0]) if got else None
+
+    def minsky_plain(self, direction: str) -> Run:
+        if direction not in self.plain:
+            src, dst = direction.split("->")
+            self.plain[direction] = self.timed(dst, lambda to: migrate_cmd(src, self.sources[src], dst, to))
+        return self.plain[direction]
+
+    def peer(self, name: str) -> None:
+        if name == "pgloader":
+            direction, against = "sqlite->postgres", "pgloader: copies the columns, no verification"
+            exe = shutil.which("pgloader")
+            cmd: Callable[[str], list[str]] | None = None
+            if exe:
+                source = self.sources["sqlite"]
+                cmd = lambda to: [exe, "--on-error-stop", f"sqlite://{source}", self.dbs.uri(to)]  # noqa: E731
+        else:
+            direction, against = "json->sqlite", "sqlite-utils: inserts rows, no verification"
+            exe = shutil.which("sqlite-utils") or shutil.which("sqlite-utils", path=str(Path(sys.executable).parent))
+            prefix = [exe] if exe else None
+            if prefix is None and importlib.util.find_spec("sqlite_utils"):
+                prefix = [sys.executable, "-m", "sqlite_utils"]
+            cmd = None
+            if prefix:
+                array = str(bare_array(self.n))
+                cmd = lambda to: [*prefix, "insert", to, "sessions", array, "--pk", "session"]  # noqa: E731
+        row = Row(f"{arrow(direction)} vs {name}", against, self.n)
+        if cmd is None:
+            row.note = "not installed"
+            self.log(row)
+            return
+        mine = self.minsky_plain(direction)
+        row.minsky_s, row.minsky_mb = mine.seconds, mine.peak_mb
+        dst = direction.split("->")[1]
+        location = self.target(dst)
+        try:
+            run = measure(cmd(location), check=False)
+            loaded = self.count(dst, location) if run.code == 0 else None
+        finally:
+            self.discard(dst, location)
+        if run.code != 0:
+            last = (run.err.strip().splitlines() or run.out.strip().splitlines() or [""])[-1]
+            row.note = f"failed (exit {run.code}): {last[:120]}"
+        elif loaded != self.n:  # a peer's time counts only if it carried every record
+            row.note = f"loaded {loaded} of {self.n} records"
+        else:
+            row.other_s, row.other_mb = run.seconds, run.peak_mb
+        self.log(row)
+
+
+def run_one(n: int, args: argparse.Namespace, dbs: Databases) -> Bench:
+    work = Path(tempfile.mkdtemp(prefix="minsky-bench-"))
+    try:
+        bench = Bench(n, dbs, work)
+        for direction in args.directions:
+            bench.direction(direction, args.variants)
+        for backend in args.export_from:
+            bench.export(backend)
+        for backend in args.restore_to:
+            bench.restore(backend)
+        for name in args.peers:
+            bench.peer(name)
+        return bench
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def choose(value: str, allowed: list[str], what: str) -> list[str]:
+    if value in ("none", ""):
+        return []
+    chosen = [item.strip() for item in value.split(",")]
+    unknown = [item for item in chosen if item not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)}, or none)")
+    return chosen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--directions", default=",".join(DIRECTIONS))
-    parser.add_argument("--verify", action="store_true", help="also time minsky with --verify")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--verify", action="store_true", help="(old flag) also run the verify variant")
+    parser.add_argument("--restore-to", default=",".join(BACKENDS))
+    parser.add_argument("--export-from", default=",".join(BACKENDS))
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--growth", help="comma-separated sizes: only the direction rows, one column per size")
+    parser.add_argument("--clean-cache", action="store_true", help="remove the cached datasets and exit")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="minsky-bench-"))
-    dbs = Databases(os.environ.get("MINSKY_BENCH_POSTGRES_URL", DEFAULT_PG))
-    env = {"XDG_STATE_HOME": str(work / "state"), "XDG_CONFIG_HOME": str(work / "config")}
-    results: list[dict[str, Any]] = []
+    if args.clean_cache:
+        clean_cache()
+        return
+    args.directions = choose(args.directions, DIRECTIONS, "direction")
+    args.variants = choose(args.variants, VARIANTS, "variant")
+    if args.verify and "verify" not in args.variants:
+        args.variants.append("verify")
+    args.restore_to = choose(args.restore_to, BACKENDS, "backend")
+    args.export_from = choose(args.export_from, BACKENDS, "backend")
+    args.peers = choose(args.peers, PEERS, "peer")
+    sizes = [int(s) for s in args.growth.split(",")] if args.growth else [args.n]
+    if args.growth:
+        args.restore_to, args.export_from, args.peers = [], [], []
+    info = machine()
+    info["load_start"] = load()
+    dbs = Databases()
+    rows: list[Row] = []
     try:
-        print(f"generating {args.n:,} records…", file=sys.stderr)
-        sources = {"json": str(work / "source.json")}
-        write_json_store(Path(sources["json"]), args.n)
-        minsky = [sys.executable, "-m", "minsky"]
-        sources["sqlite"] = str(work / "source.db")
-        run(
-            [
-                *minsky,
-                "sessiondb",
-                "migrate",
-                "to",
-                "sqlite",
-                "--from",
-                "json",
-                "--json-path",
-                sources["json"],
-                "--sqlite-path",
-                sources["sqlite"],
-            ],
-            env,
-        )
-        sources["postgres"] = dbs.fresh()
-        run(
-            [
-                *minsky,
-                "sessiondb",
-                "migrate",
-                "to",
-                "postgres",
-                "--from",
-                "json",
-                "--json-path",
-                sources["json"],
-                "--connection-string",
-                sources["postgres"],
-            ],
-            env,
-        )
-        for direction in args.directions.split(","):
-            src, dst = direction.split("->")
-            targets = {
-                "json": lambda tag: str(work / f"{tag}.json"),
-                "sqlite": lambda tag: str(work / f"{tag}.db"),
-                "postgres": lambda tag: dbs.fresh(),
-            }
-            raw_s, raw_mb, _ = run(
-                [sys.executable, str(HERE / "baselines.py"), direction, sources[src], targets[dst](f"raw-{src}")]
-            )
-            cmd = [*minsky, "sessiondb", "migrate", "to", dst, "--from", src, *flags(src, sources[src])]
-            m_s, m_mb, _ = run([*cmd, *flags(dst, targets[dst](f"minsky-{src}"))], env)
-            row: dict[str, Any] = {
-                "direction": direction,
-                "n": args.n,
-                "minsky_s": round(m_s, 3),
-                "raw_s": round(raw_s, 3),
-                "ratio": round(m_s / raw_s, 2),
-                "minsky_rps": round(args.n / m_s),
-                "raw_rps": round(args.n / raw_s),
-                "minsky_peak_mb": round(m_mb, 1),
-                "raw_peak_mb": round(raw_mb, 1),
-            }
-            if args.verify:
-                v_s, v_mb, _ = run([*cmd, *flags(dst, targets[dst](f"verify-{src}")), "--verify"], env)
-                row.update(
-                    {
-                        "verify_s": round(v_s, 3),
-                        "verify_overhead": round(v_s / m_s - 1, 2),
-                        "verify_peak_mb": round(v_mb, 1),
-                    }
-                )
-            results.append(row)
-            print(json.dumps(row), file=sys.stderr)
+        for n in sizes:
+            rows += run_one(n, args, dbs).rows
     finally:
         dbs.close()
-        shutil.rmtree(work, ignore_errors=True)
-    header = f"{'direction':18} {'minsky rec/s':>13} {'raw rec/s':>11} {'ratio':>6} {'minsky MB':>10} {'raw MB':>7}"
-    print(header + ("  verify +%" if args.verify else ""))
-    for r in results:
-        line = (
-            f"{r['direction']:18} {r['minsky_rps']:>13,} {r['raw_rps']:>11,} {r['ratio']:>6.2f} "
-            f"{r['minsky_peak_mb']:>10.1f} {r['raw_peak_mb']:>7.1f}"
-        )
-        if args.verify:
-            line += f"  {100 * r['verify_overhead']:>8.0f}%"
-        print(line)
+    info["load_end"] = load()
+    heading = (
+        f"minsky {info['commit']}, {info['date']}, {info['cpus']} CPUs ({info['cpu']}), Python {info['python']}, "
+        f"load average {info['load_start']} at start, {info['load_end']} at end (1/5/15 min)"
+    )
+    body = growth_table(rows) if args.growth else table(rows)
+    print(heading + "\n\n" + body)
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
-    (out_dir / f"migrate-{args.n}.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    stem = f"growth-{'-'.join(map(str, sizes))}" if args.growth else f"migrate-{args.n}"
+    (out_dir / f"{stem}.md").write_text(heading + "\n\n" + body + "\n")
+    (out_dir / f"{stem}.json").write_text(
+        json.dumps({"machine": info, "results": [r.to_json() for r in rows]}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":
