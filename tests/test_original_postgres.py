@@ -122,3 +122,36 @@ def test_a_row_the_original_changes_later_is_read_with_its_changes(  # type: ign
     changes = {"repoName": "acme/renamed", "createdAt": "2030-01-01T00:00:00.000Z"}
     want = AWKWARD[0] | changes
     assert lines([got]) == lines([want])  # the original's changes win; the rest stays exact
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_migrate_status_recognises_the_originals_table(  # type: ignore[no-untyped-def]
+    minsky_json, fresh_db: str, tmp_path: Path, layout: str, monkeypatch
+) -> None:
+    build(fresh_db, layout, monkeypatch)
+    before = table_rows(fresh_db)
+    status = minsky_json("sessiondb", "migrate", "status", "--json")
+    [found] = [item for item in status["originalStores"] if item["backend"] == "postgres"]
+    assert found["layout"].startswith(layout) and found["original"] is True
+    assert found["sessions"] == len(before)
+    assert any("table the original Minsky wrote" in line for line in status["recommendations"])
+    assert table_rows(fresh_db) == before, "status changed the original's table"
+    # Once minsky has written into it, the layout is still the original's, with minsky's column beside it.
+    seed = tmp_path / "one.json"
+    seed.write_text(json.dumps({"sessions": AWKWARD[:1]}), "utf-8")
+    minsky_json("sessiondb", "migrate", "to", "postgres", "--connection-string", fresh_db,
+                "--from", "json", "--json-path", str(seed))  # fmt: skip
+    [found] = [i for i in minsky_json("sessiondb", "migrate", "status", "--json")["originalStores"]]
+    assert found["layout"].startswith(layout) and "minsky's record column" in found["layout"]
+
+
+def test_migrate_status_says_a_table_minsky_created_is_its_own(  # type: ignore[no-untyped-def]
+    minsky, minsky_json, fresh_db: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+    monkeypatch.setenv("MINSKY_POSTGRES_URL", fresh_db)
+    assert minsky_json("sessiondb", "migrate", "status", "--json")["originalStores"] == []  # no table yet
+    assert minsky("session", "start", "mine", "--repo", "https://github.com/acme/widgets.git").exit_code == 0
+    status = minsky_json("sessiondb", "migrate", "status", "--json")
+    assert [(i["backend"], i["original"], i["sessions"]) for i in status["originalStores"]] == [("postgres", False, 1)]
+    assert not any("original Minsky" in line for line in status["recommendations"])

@@ -25,8 +25,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 @attrs.frozen
 class Found:
-    path: Path
-    backend: str  # "json" | "sqlite"
+    path: Path | str  # a file, or a server store's (redacted) location
+    backend: str  # "json" | "sqlite" | a server backend that describes its table
     layout: str
     original: bool  # a layout only the original writes (minsky keeps it when writing into it)
     sessions: int

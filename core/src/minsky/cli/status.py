@@ -46,6 +46,22 @@ def _moved(store: object) -> MovedMark | None:
         return None
 
 
+def _described_table(store: object, backend: str, count: int | None) -> Found | None:
+    """A server store has no file to look at: a backend that knows its table's layout era
+    says so with an optional ``layout()`` (see docs/writing-a-backend.md)."""
+    layout = getattr(store, "layout", None)
+    if not callable(layout):
+        return None
+    try:
+        described = layout()
+    except MinskyError:
+        return None
+    if described is None:
+        return None
+    name, original = described
+    return Found(str(getattr(store, "location", "")), backend, str(name), bool(original), count or 0)
+
+
 def _original_advice(found: list[Found], backend: str, location: str) -> list[str]:
     """What to run for each store the original left (or that holds repeated names)."""
     advice = []
@@ -53,7 +69,13 @@ def _original_advice(found: list[Found], backend: str, location: str) -> list[st
         configured = str(item.path) == location
         where = f"{item.path} ({item.sessions} sessions)"
         flag = f"--from {item.backend} --{item.backend}-path {item.path}"
-        if item.original and configured:
+        if item.original and configured and not isinstance(item.path, Path):
+            advice.append(
+                f"{where} is a table the original Minsky wrote ({item.layout}): minsky reads and writes it "
+                "in place and keeps its layout (a first write adds minsky's record columns; the original "
+                "still reads every row)"
+            )
+        elif item.original and configured:
             advice.append(
                 f"{where} is a store the original Minsky wrote ({item.layout}): minsky reads and writes it "
                 f"in place and keeps its layout; to move it: minsky sessiondb migrate to "
@@ -99,6 +121,9 @@ def status(app: App, as_json: bool) -> None:
     installed = sorted(app.registry.backends)
     configured = Path(handle.store.location) if handle.spec.name in ("json", "sqlite") else None
     found = survey(configured)
+    if configured is None:
+        table = _described_table(handle.store, handle.spec.name, count)
+        found = ([table] if table is not None else []) + found
     advice = _pending_config_advice(app) + _original_advice(found, handle.spec.name, handle.store.location)
     advice += _advice(app, handle.spec.name, origin, count, size)
     payload: dict[str, Any] = {

@@ -89,6 +89,24 @@ def table_of(conn: psycopg.Connection[Any]) -> original.Table | None:
     )
 
 
+# Columns only the original's later schema has (shared/fixtures/original: pg-head).
+_HEAD_COLUMNS = frozenset({"last_activity_at", "short_id", "project_id", "interface_binding"})
+
+
+def layout_of(columns: set[str]) -> tuple[str, bool]:
+    """A ``sessions`` table's era, from its column names, and whether only the original writes
+    that layout (``repo_path`` and the liveness columns are the original's; minsky's own table
+    has neither)."""
+    adopted = " + minsky's record column" if "record" in columns else ""
+    if columns & _HEAD_COLUMNS:
+        return f"pg-head (snake_case, no branch column, liveness and project columns){adopted}", True
+    if "repo_path" in columns and "pr_branch" in columns:
+        return f"pg-2025-08-08 (snake_case + PR columns){adopted}", True
+    if "repo_path" in columns:
+        return f"pg-2025-06-22 (snake_case, the original's first schema){adopted}", True
+    return "minsky (snake_case + record column)", False
+
+
 def migrate(conn: psycopg.Connection[Any]) -> None:
     """Bring the schema to SCHEMA_VERSION; refuse a newer one. Run inside a transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))

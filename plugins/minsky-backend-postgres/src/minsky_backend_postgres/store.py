@@ -254,9 +254,9 @@ class PostgresStore:
 
     def size_bytes(self) -> int | None:
         with self._tx("measuring the table", snapshot=True) as conn:
-            row = conn.execute(
-                "SELECT CASE WHEN to_regclass('sessions') IS NULL THEN NULL ELSE pg_total_relation_size('sessions') END"
-            ).fetchone()
+            # pg_total_relation_size of the regclass itself: NULL in, NULL out. Written with the
+            # literal 'sessions' the cast happens at plan time and fails on a database without the table.
+            row = conn.execute("SELECT pg_total_relation_size(to_regclass('sessions'))").fetchone()
             return int(row[0]) if row and row[0] is not None else None
 
     def verify(self) -> VerifyReport:
@@ -311,6 +311,12 @@ class PostgresStore:
         with self._tx("reading the schema", snapshot=True) as conn:
             table = self._table(conn)
         return table.names if table is not None else ()
+
+    def layout(self) -> tuple[str, bool] | None:
+        """The table's layout era and whether only the original writes it (``migrate status``)."""
+        with self._tx("reading the schema", snapshot=True) as conn:
+            table = self._table(conn)
+        return None if table is None else schema.layout_of(set(table.names))
 
     def describe(self) -> dict[str, Any]:
         started = time.perf_counter()
