@@ -347,6 +347,27 @@ class Bench:
         self.log(row)
 
 
+def growth_from_results(out_dir: Path, commit: str) -> str | None:
+    """The growth table from every result file of this commit on disk (plain migrations only):
+    run --n 10000, --n 100000 and --n 1000000 one after the other and results/growth.md has all three."""
+    rows: dict[tuple[str, int], Row] = {}
+    for path in sorted(out_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or data.get("machine", {}).get("commit") != commit:
+            continue
+        for r in data.get("results", []):
+            if r.get("against") == "raw" and "→" in r.get("what", "") and "--" not in r["what"]:
+                fields = {k: r[k] for k in ("what", "against", "n", "minsky_s", "minsky_mb", "other_s", "other_mb")}
+                rows[(r["what"], r["n"])] = Row(**fields)
+    if not rows:
+        return None
+    order = {arrow(d): i for i, d in enumerate(DIRECTIONS)}
+    return growth_table(sorted(rows.values(), key=lambda r: (order.get(r.what, 99), r.n)))
+
+
 def run_one(n: int, args: argparse.Namespace, dbs: Databases) -> Bench:
     work = Path(tempfile.mkdtemp(prefix="minsky-bench-"))
     try:
@@ -423,6 +444,10 @@ def main() -> None:
     (out_dir / f"{stem}.json").write_text(
         json.dumps({"machine": info, "results": [r.to_json() for r in rows]}, indent=2) + "\n"
     )
+    growth = growth_from_results(out_dir, info["commit"])
+    if growth:
+        (out_dir / "growth.md").write_text(f"minsky {info['commit']}: time in s / peak RSS in MB\n\n{growth}\n")
+        print(f"\n(growth table of every run of {info['commit']} so far: {out_dir / 'growth.md'})")
 
 
 if __name__ == "__main__":
