@@ -171,11 +171,21 @@ class Bench:
         self.baselines: dict[str, Run] = {}
         self.plain: dict[str, Run] = {}
         self._count = 0
-        self.sources: dict[str, str] = {"json": str(dataset(n))}
-        self.sources["sqlite"] = str(sqlite_source(n, self.env))
-        print("writing the PostgreSQL source…", file=sys.stderr)
-        self.sources["postgres"] = dbs.fresh()
-        measure(migrate_cmd("json", self.sources["json"], "postgres", self.sources["postgres"]), self.env)
+        self._sources: dict[str, str] = {}
+
+    def source(self, backend: str) -> str:
+        """The store of N records each backend reads from, made when first needed."""
+        if backend not in self._sources:
+            if backend == "json":
+                self._sources[backend] = str(dataset(self.n))
+            elif backend == "sqlite":
+                self._sources[backend] = str(sqlite_source(self.n, self.env))
+            else:
+                print("writing the PostgreSQL source…", file=sys.stderr)
+                url = self.dbs.fresh()
+                measure(migrate_cmd("json", self.source("json"), "postgres", url), self.env)
+                self._sources[backend] = url
+        return self._sources[backend]
 
     def target(self, backend: str) -> str:
         self._count += 1
@@ -217,7 +227,7 @@ class Bench:
     def baseline(self, direction: str, source: str | None = None) -> Run:
         if direction not in self.baselines:
             src, dst = direction.split("->")
-            at = source or self.sources[src]
+            at = source or self.source(src)
             self.baselines[direction] = self.timed(
                 dst, lambda to: [sys.executable, str(HERE / "baselines.py"), direction, at, to]
             )
@@ -233,7 +243,7 @@ class Bench:
                 extra = ["--verify"]
             elif variant == "backup":
                 extra = ["--backup", str(backups)]
-            run = self.timed(dst, lambda to, extra=extra: migrate_cmd(src, self.sources[src], dst, to, *extra))
+            run = self.timed(dst, lambda to, extra=extra: migrate_cmd(src, self.source(src), dst, to, *extra))
             shutil.rmtree(backups, ignore_errors=True)
             label = arrow(direction) + ("" if variant == "plain" else f" --{variant}")
             row = Row(label, "raw", self.n, *self.pair(run, raw))
@@ -254,7 +264,7 @@ class Bench:
         if not found:
             measure(
                 [*MINSKY, "sessiondb", "export", "--output", str(folder)],
-                {**self.env, **store_env("json", self.sources["json"])},
+                {**self.env, **store_env("json", self.source("json"))},
             )
             found = sorted(folder.glob("session-backup-*.json"))
         return found[-1]
@@ -264,7 +274,7 @@ class Bench:
         run = self.timed(
             "export",
             lambda to: [*MINSKY, "sessiondb", "export", "--output", to],
-            store_env(backend, self.sources[backend]),
+            store_env(backend, self.source(backend)),
         )
         self.log(Row(f"export from {NAMES[backend]}", "raw", self.n, *self.pair(run, raw)))
 
@@ -295,7 +305,7 @@ class Bench:
     def minsky_plain(self, direction: str) -> Run:
         if direction not in self.plain:
             src, dst = direction.split("->")
-            self.plain[direction] = self.timed(dst, lambda to: migrate_cmd(src, self.sources[src], dst, to))
+            self.plain[direction] = self.timed(dst, lambda to: migrate_cmd(src, self.source(src), dst, to))
         return self.plain[direction]
 
     def peer(self, name: str) -> None:
@@ -304,7 +314,7 @@ class Bench:
             exe = shutil.which("pgloader")
             cmd: Callable[[str], list[str]] | None = None
             if exe:
-                source = self.sources["sqlite"]
+                source = self.source("sqlite")
                 cmd = lambda to: [exe, "--on-error-stop", f"sqlite://{source}", self.dbs.uri(to)]  # noqa: E731
         else:
             direction, against = "json->sqlite", "sqlite-utils: inserts rows, no verification"
