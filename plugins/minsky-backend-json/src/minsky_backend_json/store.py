@@ -15,6 +15,7 @@ A file that does not parse is never written over.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -44,7 +45,7 @@ from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
-from minsky_backend_json import turn
+from minsky_backend_json import lines, turn
 
 MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
 
@@ -82,43 +83,70 @@ class JsonStore:
             raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
         return parse_document(data, self.path, strict=strict)
 
-    def _records(self, doc: Document) -> Iterator[SessionRecord]:
-        for index, item in enumerate(doc["sessions"]):
-            yield record_from_dict(item, where=f"{self.path}: sessions[{index}]: ")
+    def _entries(self, *, strict: bool = True) -> Iterator[Any]:
+        """The store's entries one at a time, in flat memory when the file is laid out in lines
+        (``lines``: every layout a writer of this format produces); else the document is read
+        whole, as before. One open file throughout: a writer replacing it meanwhile is not seen."""
+        try:
+            handle = self.path.open("rb", buffering=lines.BUFFER)
+        except FileNotFoundError:
+            return
+        except OSError:
+            yield from self._load(strict=strict)["sessions"]  # raises the store's error for it
+            return
+        with handle:
+            done = 0
+            try:
+                for item in lines.entries_of(handle):
+                    if strict:
+                        _require_name(item, done, self.path)
+                    yield item
+                    done += 1
+                return
+            except lines.NotLines:
+                handle.seek(0)
+            except lines.TwoLists:
+                raise StoreError(
+                    f"{self.path} holds two 'sessions' lists; refusing to guess which one counts",
+                    hint="keep one of them (a write would keep only the last)",
+                ) from None
+            except IsADirectoryError:
+                raise StoreError(f"{self.path} is a directory, not a JSON store") from None
+            except OSError as exc:
+                raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
+            # Not laid out in lines: read whole, as before (the entries handed out are its first ones).
+            try:
+                data = handle.read()
+            except OSError as exc:
+                raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
+            sessions = parse_document(data, self.path, strict=strict)["sessions"]
+            del data
+            yield from itertools.islice(sessions, done, None)
 
     def read(self) -> Iterator[SessionRecord]:
-        return self._records(self._load())
+        for index, item in enumerate(self._entries()):
+            yield record_from_dict(item, where=f"{self.path}: sessions[{index}]: ")
 
     def read_canonical(self) -> Iterator[bytes]:
-        """Verification's fast path. A file this store streamed holds each record's canonical
-        form on a line of its own: those bytes are handed back as they are, in flat memory.
-        Any other layout is parsed whole."""
-        try:
-            with self.path.open("rb") as handle:
-                streamed = handle.readline() == _STREAM_HEAD
-        except OSError:
-            streamed = False
-        if not streamed:
-            for index, item in enumerate(self._load()["sessions"]):
-                yield canonical_of_dict(item, where=f"{self.path}: sessions[{index}]: ")
-            return
-        with self.path.open("rb") as handle:
-            handle.readline()
-            for line in handle:
-                text = line.strip().removesuffix(b",")
-                if text in (b"]", b""):
-                    break
-                yield text
+        """Verification's form of every record, streamed: each entry's canonical form. (A store
+        this plugin streamed holds exactly those bytes on each line, but so may look a file
+        another writer laid out alike: every line is decoded, never taken on trust.)"""
+        for index, item in enumerate(self._entries()):
+            yield canonical_of_dict(item, where=f"{self.path}: sessions[{index}]: ")
 
     def count(self) -> int:
-        return len(self._load()["sessions"])
+        return sum(1 for _ in self._entries())
 
     def keys(self) -> Iterator[str]:
-        # A strict load has checked that every entry has a name: no records need building.
-        return (item["session"] for item in self._load()["sessions"])
+        # A strict read has checked that every entry has a name: no records need building.
+        return (item["session"] for item in self._entries())
 
     def get(self, name: str) -> SessionRecord | None:
-        return next((r for r in self.read() if r.session == name), None)
+        # Stops at the first match: the rest of the file is not read.
+        for index, item in enumerate(self._entries()):
+            if item["session"] == name:
+                return record_from_dict(item, where=f"{self.path}: sessions[{index}]: ")
+        return None
 
     def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
         return page((r for r in self.read() if matches(r, where)), where)
@@ -131,9 +159,10 @@ class JsonStore:
 
     def verify(self) -> VerifyReport:
         problems: list[str] = []
-        doc = self._load(strict=False)
         seen: dict[str, int] = {}
-        for index, item in enumerate(doc["sessions"]):
+        checked = 0
+        for index, item in enumerate(self._entries(strict=False)):
+            checked += 1
             try:
                 name = check(record_from_dict(item, where=f"sessions[{index}]: ")).session
             except RecordError as exc:
@@ -145,7 +174,7 @@ class JsonStore:
                     "--repair moves the later copy aside, a migration chooses with --on-duplicate)"
                 )
             seen.setdefault(name, index)
-        return VerifyReport(ok=not problems, checked=len(doc["sessions"]), problems=tuple(problems))
+        return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
 
     def quarantine_unreadable(self, directory: Path) -> tuple[Path | None, Sequence[str]]:
         """Move entries without a usable name, repeated names and records no store can hold
@@ -380,10 +409,14 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
         raise StoreError(f"{path}: 'sessions' must be a list, found {type(sessions).__name__}")
     if strict:
         for index, item in enumerate(sessions):
-            name = _name(item)
-            if not isinstance(name, str) or not name:
-                raise StoreError(f"{path}: sessions[{index}] has no 'session' name; run `minsky sessiondb verify`")
+            _require_name(item, index, path)
     return doc
+
+
+def _require_name(item: Any, index: int, path: Path) -> None:
+    name = _name(item)
+    if not isinstance(name, str) or not name:
+        raise StoreError(f"{path}: sessions[{index}] has no 'session' name; run `minsky sessiondb verify`")
 
 
 def dump_document(doc: Document) -> bytes:

@@ -1,0 +1,196 @@
+"""The JSON store read one record at a time (``minsky_backend_json.lines``) gives exactly what
+reading the document whole gives: the same values with their types (``1`` / ``1.0`` / ``true``,
+``-0.0``, integers past 64 bits, ``-0`` and ``1e400`` kept as found), the same key order and
+duplicate-key outcome, and the same refusal when the document is not a store. Documents are
+generated in every layout writers produce (minsky's one record per line, the original's
+2-space indent as a bare array or an object, the benchmark's) and in awkward ones.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minsky.codec import canonical, canonical_of_dict
+from minsky.errors import StoreError
+from minsky_backend_json import lines
+from minsky_backend_json.store import JsonStore, parse_document
+from test_value_properties import Token, deep, values
+
+sys.set_int_max_str_digits(0)
+
+
+def text_of(value: Any, indent: int | None = None) -> bytes:
+    """JSON text as a foreign writer leaves it: surrogates as escapes, tokens (``-0``, ``NaN``) as they are."""
+    tokens: dict[str, str] = {}
+
+    def placeholder(obj: object) -> str:
+        assert isinstance(obj, Token)
+        key = f"@@token{len(tokens)}@@"
+        tokens[json.dumps(key)] = obj.text
+        return key
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)
+    try:
+        text = json.dumps(value, default=placeholder, indent=indent)
+    finally:
+        sys.setrecursionlimit(limit)
+    for key, token in tokens.items():
+        text = text.replace(key, token)
+    return text.encode("ascii")
+
+
+def typed(value: Any) -> Any:
+    """A value with its types and key order spelled out (``==`` would take 1 for 1.0 and True)."""
+    if isinstance(value, dict):
+        return ("dict", [(typed(k), typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+def layouts(entries: list[Any], rest: dict[str, Any]) -> dict[str, bytes]:
+    parts = [text_of(e) for e in entries]
+    tail = b"".join(b",\n  " + text_of(k) + b": " + text_of(v) for k, v in rest.items())
+    return {
+        # minsky's streamed store (_StreamingWriter)
+        "streamed": b'{"sessions": [\n' + b",\n".join(b"    " + p for p in parts) + b"\n  ]" + tail + b"\n}\n",
+        # the original's JSON.stringify(value, null, 2) and dump_document, both shapes
+        "indented-object": text_of({"sessions": entries, **rest}, indent=2) + b"\n",
+        "indented-array": text_of(entries, indent=2),
+        # benchmarks/dataset.py
+        "bench": b'{"sessions": [\n' + b",\n".join(parts) + b"\n]" + tail.replace(b"\n  ", b" ") + b"}\n",
+        "crlf": (b'{"sessions": [\n' + b",\n".join(b"\t" + p for p in parts) + b"\n]" + tail + b"}").replace(
+            b"\n", b"\r\n"
+        ),
+        # one line: not proved by lines, read whole
+        "minified": b'{"sessions": [' + b", ".join(parts) + b"]" + tail.replace(b"\n  ", b"") + b"}",
+    }
+
+
+def whole(data: bytes, path: Path) -> Any:
+    try:
+        return typed(list(parse_document(data, path, strict=False)["sessions"]))
+    except StoreError as exc:
+        return ("error", type(exc).__name__)
+
+
+def streamed(path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    try:
+        return typed(list(JsonStore(path)._entries(strict=False)))
+    except StoreError as exc:
+        return ("error", type(exc).__name__)
+
+
+names = st.sampled_from(["alpha", "Alpha", 'b\\"c', "d,\n]", "😀", "\udc80"])
+records = st.fixed_dictionaries({"session": names}, optional={"v": st.one_of(values, deep()), "w": values})
+rests = st.dictionaries(st.sampled_from(["baseDir", "x", "sessionz", "Sessions"]), values, max_size=2)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(entries=st.lists(st.one_of(records, values), min_size=1, max_size=5), rest=rests)
+def test_every_layout_reads_as_the_whole_document_does(
+    entries: list[Any], rest: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.json"
+    for name, data in layouts(entries, rest).items():
+        path.write_bytes(data)
+        expected = whole(data, path)
+        assert expected[0] != "error", name
+        assert streamed(path, monkeypatch) == expected, name
+        one_line = not any(isinstance(e, list) and e for e in entries)  # else the indented layouts read whole
+        if name in ("streamed", "bench", "crlf") or (name.startswith("indented") and one_line):
+            layout = lines.Layout()
+            with path.open("rb") as handle:
+                assert typed(list(lines.entries_of(handle, layout))) == expected, name
+            assert layout.complete and layout.bare == (name == "indented-array")
+            doc = parse_document(data, path, strict=False)
+            assert typed(layout.rest) == typed({k: v for k, v in doc.items() if k != "sessions"}), name
+            assert layout.newline == doc.newline, name
+
+
+GOOD = [{"session": "a", "n": 1}, {"session": "b", "pr": {"x": [1, 2]}}]
+AWKWARD = {
+    "repeated-sessions-key": b'{"sessions": [\n{"session": "a"}\n], "sessions": [\n{"session": "b"}\n]}\n',
+    "repeated-key-in-record": b'{"sessions": [\n{"session": "a", "x": 1, "session": "b"}\n]}\n',
+    "sessions-not-first": b'{"baseDir": "/x", "sessions": [\n{"session": "a"}\n]}\n',
+    "trailing-comma": b'{"sessions": [\n{"session": "a"},\n]}\n',
+    "missing-comma": b'{"sessions": [\n{"session": "a"}\n{"session": "b"}\n]}\n',
+    "truncated": b'{"sessions": [\n{"session": "a"},\n{"session": "b"',
+    "unclosed-list": b'{"sessions": [\n{"session": "a"}\n',
+    "garbage-after": b'{"sessions": [\n{"session": "a"}\n]} x\n',
+    "array-garbage-after": b'[\n{"session": "a"}\n] []',
+    "bom": b'\xef\xbb\xbf{"sessions": [\n{"session": "a"}\n]}\n',
+    "two-records-a-line": b'{"sessions": [\n{"session": "a"}, {"session": "b"}\n]}\n',
+    "record-split-oddly": b'{"sessions": [\n{"session":\n "a"}\n]}\n',
+    "closing-at-wrong-indent": b'[\n  {\n    "session": "a",\n    "x": {\n  },\n    "y": 1\n  }\n]',
+    "inner-brace-at-record-indent": b'[\n  {\n    "session": "a",\n    "x": {\n  }\n  }\n]',
+    "sessions-not-a-list": b'{"sessions": {"a": 1}}\n',
+    "no-sessions": b'{"x": [\n{"session": "a"}\n]}\n',
+    "not-utf8": b'{"sessions": [\n{"session": "a", "x": "caf\xe9"}\n]}\n',
+    "nul": b'{"sessions": [\n{"session": "a", "x": "\\u0000"}\n]}\n',
+    "deep": b'{"sessions": [\n{"session": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n]}\n",
+    "deep-tail": b'{"sessions": [\n{"session": "a"}\n], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+    "form-feed": b'{"sessions": [\n\x0c{"session": "a"}\n]}\n',
+    "empty": b'{"sessions": []}\n',
+    "nameless": b'{"sessions": [\n{"session": "a"},\n{"x": 1},\n"text"\n]}\n',
+    "good-indented": json.dumps({"sessions": GOOD, "baseDir": "/b"}, indent=2).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD))
+def test_awkward_documents_read_or_fail_as_the_whole_document_does(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.json"
+    path.write_bytes(AWKWARD[name])
+    if name == "repeated-sessions-key":  # read whole, the last list counts; streamed, it is refused
+        assert streamed(path, monkeypatch) == ("error", "StoreError")
+        return
+    assert streamed(path, monkeypatch) == whole(AWKWARD[name], path)
+
+
+def test_a_missing_name_is_refused_as_before_naming_the_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "store.json"
+    path.write_bytes(AWKWARD["nameless"])
+    with pytest.raises(StoreError, match=r"sessions\[1\] has no 'session' name"):
+        list(JsonStore(path).read())
+
+
+def test_get_stops_at_the_first_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "store.json"
+    path.write_bytes(b'{"sessions": [\n{"session": "a", "n": 1},\n{"session": "a", "n": 2},\n{"session": "b"')
+    record = JsonStore(path).get("a")
+    assert record is not None and record.extra == {"n": 1}
+    with pytest.raises(StoreError, match="not valid JSON"):  # the damage past it is found by a full read
+        JsonStore(path).get("b")
+
+
+def test_a_file_that_looks_streamed_is_not_taken_on_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The streamed layout's head, but lines another writer wrote (spaces, unsorted keys):
+    verification gets each record's canonical form, not the line."""
+    path = tmp_path / "store.json"
+    path.write_bytes(b'{"sessions": [\n{"session": "b", "repoName": "x/y"},\n{"session": "a"}\n]}\n')
+    json_store = JsonStore(path)
+    assert list(json_store.read_canonical()) == [canonical(r) for r in json_store.read()]
+    assert next(iter(json_store.read_canonical())) == canonical_of_dict({"session": "b", "repoName": "x/y"})
+
+
+def test_a_writer_replacing_the_file_mid_read_is_not_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "store.json"
+    path.write_bytes(b'{"sessions": [\n{"session": "a"},\n{"session": "b"}\n]}\n')
+    stream = JsonStore(path).keys()
+    assert next(stream) == "a"
+    replacement = tmp_path / "new.json"
+    replacement.write_bytes(b'{"sessions": [\n{"session": "x"},\n{"session": "y"},\n{"session": "z"}\n]}\n')
+    replacement.replace(path)
+    assert list(stream) == ["b"]
