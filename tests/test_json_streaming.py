@@ -194,3 +194,23 @@ def test_a_writer_replacing_the_file_mid_read_is_not_seen(tmp_path: Path, monkey
     replacement.write_bytes(b'{"sessions": [\n{"session": "x"},\n{"session": "y"},\n{"session": "z"}\n]}\n')
     replacement.replace(path)
     assert list(stream) == ["b"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=40) | st.text('-0123456789.eE "', max_size=60).map(str.encode))
+def test_the_fast_suspect_scan_agrees_with_the_regular_expression(data: bytes) -> None:
+    from minsky import values
+
+    assert values._suspect_bytes(data) == (values._SUSPECT_BYTES.search(data) is not None)
+
+
+@pytest.mark.parametrize("offset", [-19, -18, -10, -1, 0, 1])
+def test_nineteen_digits_across_a_scan_chunk_are_seen(offset: int) -> None:
+    from minsky import values
+
+    start = values._SCAN_CHUNK + offset
+    data = bytearray(b"a" * (3 * values._SCAN_CHUNK))
+    data[start : start + 19] = b"1" * 19
+    assert values._suspect_bytes(bytes(data))
+    data[start + 9] = ord("a")
+    assert not values._suspect_bytes(bytes(data))
