@@ -187,7 +187,8 @@ def sqlite_source(n: int, env: dict[str, str]) -> Path:
     if not final.exists():
         print(f"writing the SQLite source {final}…", file=sys.stderr)
         build = final.with_name(f".build-{os.getpid()}.db")
-        measure(migrate_cmd("json", str(dataset(n)), "sqlite", str(build)), env)
+        run = measure(migrate_cmd("json", str(dataset(n)), "sqlite", str(build)), env)
+        print(f"  took {run.seconds:.1f} s, {run.peak_mb:,.0f} MB peak", file=sys.stderr)
         for stale in final.parent.glob("source-*.db"):  # other code's copies: 1 GB each at 1M
             stale.unlink()
         _publish(build, final)

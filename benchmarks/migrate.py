@@ -183,7 +183,8 @@ class Bench:
             else:
                 print("writing the PostgreSQL source…", file=sys.stderr)
                 url = self.dbs.fresh()
-                measure(migrate_cmd("json", self.source("json"), "postgres", url), self.env)
+                run = measure(migrate_cmd("json", self.source("json"), "postgres", url), self.env)
+                print(f"  took {run.seconds:.1f} s, {run.peak_mb:,.0f} MB peak", file=sys.stderr)
                 self._sources[backend] = url
         return self._sources[backend]
 
