@@ -72,6 +72,11 @@ def entries_of(handle: Any, layout: Layout | None = None) -> Iterator[Any]:
 def pieces(handle: Any, layout: Layout) -> Iterator[bytes]:
     """The undecoded text of each entry (a piece ``loads`` must still accept whole)."""
     _head(handle, layout)
+    yield from body(handle, layout)
+
+
+def body(handle: Any, layout: Layout) -> Iterator[bytes]:
+    """``pieces`` once the head has been read (``head``)."""
     expect_more = False
     first = True
     for line in handle:
@@ -100,6 +105,11 @@ def pieces(handle: Any, layout: Layout) -> Iterator[bytes]:
         expect_more = text.endswith(b",")
         yield text[:-1].rstrip(_WS) if expect_more else text
     raise NotLines("the file ended inside the list")
+
+
+def head(handle: Any, layout: Layout) -> None:
+    """Read up to the list's opening bracket, filling in ``layout.bare``."""
+    _head(handle, layout)
 
 
 def _head(handle: Any, layout: Layout) -> None:

@@ -45,7 +45,7 @@ from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
-from minsky_backend_json import lines, turn
+from minsky_backend_json import lines, rewrite, turn
 
 MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
 
@@ -251,12 +251,32 @@ class JsonStore:
         with atomic_writer(self.path) as handle:
             handle.write(dump_document(doc))
 
-    def _mutate(self, change: Callable[[Document], Any]) -> Any:
+    def _mutate(self, change: Callable[[Document], Any], edit: Callable[[Iterator[Any]], Iterator[Any]]) -> None:
+        """Apply a change under the lock: streamed entry by entry (``edit``, flat memory) when the
+        file is laid out in lines, else to the whole document (``change``), as before."""
         with self._locked():
-            doc = self._load()
-            result = change(doc)
-            self._save(doc)
-            return result
+            if not self._rewrite(edit):
+                doc = self._load()
+                change(doc)
+                self._save(doc)
+
+    def _rewrite(self, edit: Callable[[Iterator[Any]], Iterator[Any]]) -> bool:
+        try:
+            source = self.path.open("rb", buffering=lines.BUFFER)
+        except OSError:
+            return False  # absent or unreadable: the whole-document path creates it or names the error
+        with source:
+            try:
+                with atomic_writer(self.path) as target:
+                    rewrite.rewrite(source, target, edit)
+            except lines.NotLines:
+                return False  # nothing was replaced
+            except lines.TwoLists:
+                raise StoreError(
+                    f"{self.path} holds two 'sessions' lists; refusing to guess which one counts",
+                    hint="keep one of them (a write would keep only the last)",
+                ) from None
+        return True
 
     @contextlib.contextmanager
     def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_JsonBulkWriter | _StreamingWriter]:
@@ -281,36 +301,72 @@ class JsonStore:
                 streaming.finish({key: value for key, value in doc.items() if key != "sessions"})
 
     def insert(self, record: SessionRecord) -> None:
+        def conflict() -> ConflictError:
+            return ConflictError(f"session {record.session!r} already exists in {self.path}")
+
         def change(doc: Document) -> None:
             if any(_name(item) == record.session for item in doc["sessions"]):
-                raise ConflictError(f"session {record.session!r} already exists in {self.path}")
+                raise conflict()
             doc["sessions"].append(record_to_dict(record))
 
-        self._mutate(change)
+        def edit(entries: Iterator[Any]) -> Iterator[Any]:
+            for index, item in enumerate(entries):
+                _require_name(item, index, self.path)
+                if item["session"] == record.session:
+                    raise conflict()
+                yield item
+            yield record_to_dict(record)
+
+        self._mutate(change, edit)
 
     def update(self, name: str, change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord:
-        def apply(doc: Document) -> SessionRecord:
+        result: list[SessionRecord] = []
+
+        def apply(doc: Document) -> None:
+            result.clear()  # from a streamed attempt that found the layout unprovable part-way
             for index, item in enumerate(doc["sessions"]):
                 if _name(item) == name:
-                    updated = change(record_from_dict(item))
-                    doc["sessions"][index] = record_to_dict(updated)
-                    return updated
+                    result.append(change(record_from_dict(item)))
+                    doc["sessions"][index] = record_to_dict(result[0])
+                    return
             raise NotFoundError(f"no session named {name!r} in {self.path}")
 
-        result: SessionRecord = self._mutate(apply)
-        return result
+        def edit(entries: Iterator[Any]) -> Iterator[Any]:
+            for index, item in enumerate(entries):
+                _require_name(item, index, self.path)
+                if not result and item["session"] == name:
+                    result.append(change(record_from_dict(item)))
+                    item = record_to_dict(result[0])
+                yield item
+            if not result:
+                raise NotFoundError(f"no session named {name!r} in {self.path}")
+
+        self._mutate(apply, edit)
+        return result[0]
 
     def delete(self, name: str) -> bool:
         if not self.exists():
             return False
+        removed: list[bool] = []
 
-        def change(doc: Document) -> bool:
+        def change(doc: Document) -> None:
+            removed.clear()
             before = len(doc["sessions"])
             doc["sessions"] = [item for item in doc["sessions"] if _name(item) != name]
-            return len(doc["sessions"]) != before
+            removed.append(len(doc["sessions"]) != before)
 
-        removed: bool = self._mutate(change)
-        return removed
+        def edit(entries: Iterator[Any]) -> Iterator[Any]:
+            found = False
+            for index, item in enumerate(entries):
+                _require_name(item, index, self.path)
+                if item["session"] == name:
+                    found = True
+                    continue
+                yield item
+            removed.append(found)
+
+        self._mutate(change, edit)
+        return removed[-1]
 
     def close(self) -> None:
         pass
