@@ -166,10 +166,17 @@ def json_looks_like_store(text: str) -> bool:
     return False
 
 
+FOREIGN_CHECK_BYTES = 1 << 20
+
+
 def refuse_foreign_json(path: Path) -> None:
-    """Refuse (``StoreError``, exit 4) to write an existing JSON file that is not a session store."""
+    """Refuse (``StoreError``, exit 4) to write an existing JSON file that is not a session store.
+    Only its head is read (``FOREIGN_CHECK_BYTES``), so a write to a large store stays in flat
+    memory; a file whose keys before ``sessions`` run past it passes here, and the store's own
+    read (which must find the ``sessions`` list before it writes) refuses it."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(FOREIGN_CHECK_BYTES)
     except OSError:
         return  # absent, or unreadable: the store's own read says which
     if not json_looks_like_store(data.decode("utf-8", "replace")):
