@@ -1,0 +1,70 @@
+"""Figures benchmarks/ measured, quoted by ``migrate status`` advice (estimates, not promises).
+
+Update them from docs/performance.md when its tables are re-measured; each block names the
+benchmark, the code and the day. Nothing here is a target: targets live in benchmarks/.
+"""
+
+from __future__ import annotations
+
+# benchmarks/migrate.py --n 100000 on minsky dea46c4 (2026-11-28), 2 vCPUs shared with four
+# other sessions (load average 8-19): records per second of a plain migration, and what --verify
+# and --backup added to it (a fraction of the plain time) in the same run. A quiet machine is
+# faster; an estimate on the slow side is the useful one.
+MEASURED_ON = "2026-11-28"
+MIGRATION_RATE: dict[tuple[str, str], float] = {
+    ("json", "sqlite"): 4_399,
+    ("sqlite", "postgres"): 2_452,
+    ("postgres", "json"): 2_366,
+    ("json", "postgres"): 1_701,
+    ("sqlite", "json"): 3_456,
+    ("postgres", "sqlite"): 2_225,
+}
+VERIFY_ADDS: dict[tuple[str, str], float] = {
+    ("json", "sqlite"): 0.17,
+    ("sqlite", "postgres"): 0.54,
+    ("postgres", "json"): 0.98,
+    ("json", "postgres"): 0.28,
+    ("sqlite", "json"): 0.90,
+    ("postgres", "sqlite"): 0.91,
+}
+BACKUP_ADDS: dict[tuple[str, str], float] = {
+    ("json", "sqlite"): 0.82,
+    ("sqlite", "postgres"): 0.54,
+    ("postgres", "json"): 0.44,
+    ("json", "postgres"): 0.24,
+    ("sqlite", "json"): 0.90,
+    ("postgres", "sqlite"): 0.28,
+}
+
+# benchmarks/commands.py, same code and day: best-of-5 ``session start`` (a fresh process) on a
+# store of this many sessions. A JSON store rewrites the whole file on every write.
+START_SECONDS: dict[str, dict[int, float]] = {
+    "json": {1_000: 0.82, 10_000: 2.31, 100_000: 36.81},
+    "sqlite": {1_000: 0.74, 10_000: 0.64, 100_000: 1.02},
+}
+
+# Past either, advise moving a JSON store to SQLite: by 10,000 sessions a JSON ``session start``
+# takes several times SQLite's (START_SECONDS), and every write rewrites the file.
+JSON_ADVICE_RECORDS = 5_000
+JSON_ADVICE_BYTES = 5 * 1024 * 1024
+
+
+def migration_seconds(source: str, target: str, count: int, verify: bool = False, backup: bool = False) -> float | None:
+    """Estimated seconds to migrate ``count`` sessions, or None for a direction not measured."""
+    rate = MIGRATION_RATE.get((source, target))
+    if rate is None:
+        return None
+    factor = 1 + (VERIFY_ADDS[(source, target)] if verify else 0) + (BACKUP_ADDS[(source, target)] if backup else 0)
+    return count / rate * factor
+
+
+def about(seconds: float) -> str:
+    """A duration as a person would say it: estimates are no more precise than that."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        whole = round(seconds)
+        return f"about {whole} second{'s' if whole != 1 else ''}"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} minutes"
+    return f"about {seconds / 3600:.1f} hours"
