@@ -38,6 +38,12 @@ leaves = st.one_of(
     st.booleans(),
     st.integers(),
     st.integers(min_value=-(10**80), max_value=10**80),
+    # Around the 4,300-digit bound, both signs: 4,299 to 4,301 digits.
+    st.builds(
+        lambda n, negative: -n if negative else n,
+        st.integers(min_value=10**4299 - 3, max_value=10**4300 + 3),
+        st.booleans(),
+    ),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(st.characters(blacklist_categories=()), max_size=8),  # surrogates included
     st.sampled_from(TOKENS),
@@ -62,6 +68,8 @@ def representable(value: Any, depth: int) -> bool:
         return False
     if isinstance(value, float):
         return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return len(str(abs(value))) <= 4300
     if isinstance(value, str):
         return "\x00" not in value and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
     if isinstance(value, list):

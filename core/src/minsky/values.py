@@ -7,8 +7,9 @@ representable when it is
   emoji in half leaves, or a non-UTF-8 byte read with ``surrogateescape``);
 - a finite number (``NaN``, ``Infinity`` and ``1e400`` are refused: JSON readers turn
   them into ``null`` or into text that is not JSON);
-- an integer of any size, kept digit for digit — except ``-0``, which every JSON reader
-  (the original's ``JSON.parse`` included) reads as ``0``, so it cannot be kept exactly;
+- an integer of up to ``MAX_INT_DIGITS`` digits, kept digit for digit — except ``-0``, which
+  every JSON reader (the original's ``JSON.parse`` included) reads as ``0``, so it cannot be
+  kept exactly;
 - ``true``, ``false``, ``null``, and objects with text keys and arrays, nested at most
   ``MAX_DEPTH`` levels (the record itself is level 1);
 - and nowhere U+0000: PostgreSQL text cannot hold it, so it is refused on every backend
@@ -38,7 +39,15 @@ MAX_DEPTH: Final = 254
 """Containers nested at most this deep (the record object counts as one). It is orjson's own
 limit, so the fast encoder and the careful check agree, and far above any real record."""
 
-# Integers of any size are kept exactly; Python refuses to convert more than 4,300 digits by default.
+MAX_INT_DIGITS: Final = 4300
+"""Integers are kept digit for digit up to this many digits: CPython's own default limit for
+converting text to int, set because both directions take quadratic time on 3.11 (one
+1,000,000-digit token: 6.7 s to read, 16 s to write back). A longer token in a store stays
+``Unrepresentable`` (kept as found, refused by name), so a planted file cannot stall a reader."""
+_MAX_INT_BITS: Final = math.ceil(MAX_INT_DIGITS * math.log2(10))
+
+# The bound above is minsky's, checked on the token before any conversion; the interpreter's
+# own limit would raise mid-decode instead, and lose the record's name with it.
 sys.set_int_max_str_digits(0)
 
 
@@ -65,6 +74,9 @@ class Unrepresentable:
             return "-0 cannot be kept exactly (JSON readers, the original's too, read it as 0); write 0"
         if self.token in ("NaN", "Infinity", "-Infinity"):
             return f"{self.token} is not a JSON number"
+        digits = len(self.token.lstrip("-"))
+        if self.token.lstrip("-").isdigit() and digits > MAX_INT_DIGITS:
+            return f"an integer of {digits:,} digits is longer than minsky keeps ({MAX_INT_DIGITS:,} digits)"
         return f"{self.token} is not a finite number (readers turn it into Infinity or null)"
 
 
@@ -83,16 +95,15 @@ def _finite_float(text: str) -> float | Unrepresentable:
     return value if math.isfinite(value) else Unrepresentable(text)
 
 
-def _int_or_negative_zero(text: str) -> int | Unrepresentable:
-    return Unrepresentable(text) if text == "-0" else int(text)
+def _kept_int(text: str) -> int | Unrepresentable:
+    if text == "-0" or len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        return Unrepresentable(text)
+    return int(text)
 
 
-# Hooks run only for floats and constants (rare in records): the C scanner keeps its speed.
-_DECODER: Final = json.JSONDecoder(parse_float=_finite_float, parse_constant=Unrepresentable)
-_DECODER_NEGATIVE_ZERO: Final = json.JSONDecoder(
-    parse_float=_finite_float, parse_constant=Unrepresentable, parse_int=_int_or_negative_zero
-)
-DECODER: Final = _DECODER_NEGATIVE_ZERO
+# Only the careful decoder below runs these hooks: orjson reads every document with no "-0" and
+# no 19-digit run, so the hooks cost nothing on the common path.
+DECODER: Final = json.JSONDecoder(parse_float=_finite_float, parse_constant=Unrepresentable, parse_int=_kept_int)
 """For a reader that decodes piece by piece (``raw_decode``): keeps every token as ``loads`` does."""
 
 # What orjson would read wrongly rather than refuse: "-0" (it gives 0) and integers past 64 bits
@@ -143,9 +154,8 @@ def loads(data: bytes | str) -> Any:
         except orjson.JSONDecodeError:
             pass  # NaN, 1e400, a lone surrogate, a non-UTF-8 byte, or not JSON: the careful decoder decides
     text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
-    decoder = _DECODER_NEGATIVE_ZERO if _NEGATIVE_ZERO.search(text) else _DECODER
     try:
-        return decoder.decode(text)
+        return DECODER.decode(text)
     except RecursionError:
         raise json.JSONDecodeError(
             f"nested too deeply to decode (minsky keeps at most {MAX_DEPTH} levels)", text, 0
@@ -184,7 +194,12 @@ def problem(value: Any, path: str = "", depth: int = 1) -> str | None:
             if found:
                 return found
         return None
-    if value is None or kind is bool or kind is int:
+    if kind is int:
+        bits = value.bit_length()  # digits from bits, so that a huge value is never turned into text
+        if bits < _MAX_INT_BITS - 4 or (bits <= _MAX_INT_BITS + 4 and len(str(abs(value))) <= MAX_INT_DIGITS):
+            return None
+        return f"{path or 'a value'}: an integer longer than minsky keeps ({MAX_INT_DIGITS:,} digits)"
+    if value is None or kind is bool:
         return None
     if kind is float:
         return None if math.isfinite(value) else f"{path or 'a value'}: {value!r} is not a finite number"
