@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import ORIGINAL, run_minsky
 from minsky.codec import canonical, record_from_dict
+from minsky.errors import ConflictError
 from minsky.testing.records import SAMPLE_DICTS
 
 pytestmark = pytest.mark.postgres
@@ -501,3 +502,28 @@ def test_missing_privileges_and_ssl_failures_are_explained(
         "session", "list", env={"MINSKY_SESSIONDB_BACKEND": "postgres", "MINSKY_POSTGRES_URL": require_ssl}
     )
     assert ssl.returncode == 5 and "SSL" in ssl.stderr and "Traceback" not in ssl.stderr
+
+
+def test_fail_into_an_empty_table_copies_straight_in_and_a_late_name_aborts_it(postgres_url: str) -> None:
+    """``fail`` into an empty table COPYs into the table itself (no staging): a session another
+    writer commits meanwhile under a name the copy brings is the conflict, and nothing is written."""
+    from minsky.testing.records import generated_records
+    from minsky_backend_postgres.store import PostgresStore
+
+    ours, other = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    other.insert(generated_records(1, "seed")[0])  # creates the schema
+    other.delete("seed-000000")
+    records = generated_records(4)
+    try:
+        with pytest.raises(ConflictError) as info, ours.bulk_writer(on_conflict="fail") as writer:
+            assert type(writer).__name__ == "_DirectCopyWriter"
+            writer.write(records[:2])
+            other.insert(records[3])  # committed while the copy's transaction is open
+            writer.write(records[2:])
+        assert "'gen-000003'" in str(info.value) and "nothing was written" in str(info.value)
+        assert [r.session for r in other.read()] == ["gen-000003"]
+        with ours.bulk_writer(on_conflict="fail") as writer:  # not empty now: staged, names every conflict
+            assert type(writer).__name__ == "_CopyWriter"
+    finally:
+        ours.close()
+        other.close()

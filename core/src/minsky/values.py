@@ -111,7 +111,6 @@ DECODER: Final = json.JSONDecoder(parse_float=_finite_float, parse_constant=Unre
 # do not match; 19 digits in a row may be too big. A hit inside a string only costs the
 # careful decoder, never a wrong value. One scan of the bytes: about 1% of a decode.
 _SUSPECT_BYTES: Final = re.compile(rb"-0(?![0-9.eE])|[0-9]{19}")
-_SUSPECT_TEXT: Final = re.compile(r"-0(?![0-9.eE])|[0-9]{19}")
 _NEGATIVE_ZERO: Final = re.compile(r"-0(?![0-9.eE])")
 _NEGATIVE_ZERO_BYTES: Final = re.compile(rb"-0(?![0-9.eE])")
 _DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
@@ -147,8 +146,10 @@ def loads(data: bytes | str) -> Any:
     UTF-8 become lone surrogates (refused later by name, not the whole store). Raises
     ``json.JSONDecodeError`` (a ``ValueError``) for what is not JSON, nesting past what
     can be decoded included."""
-    suspect = _suspect_bytes(data) if isinstance(data, bytes) else _SUSPECT_TEXT.search(data) is not None
-    if not suspect:
+    # Text is scanned as its UTF-8 bytes: the same ASCII tokens, found at C speed (the regular
+    # expression on text was 15.8% of a SQLite -> PostgreSQL migration's samples, py-spy, 50k).
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    if not _suspect_bytes(raw):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

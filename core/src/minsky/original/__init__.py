@@ -21,13 +21,14 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import attrs
 
-from minsky.codec import camel, canonical_bytes, compact_bytes, loads, record_to_dict
+from minsky.codec import camel, canonical_bytes, compact_bytes, loads, record_from_dict, record_to_dict
 from minsky.errors import RecordError, StoreError
+from minsky.model import SessionRecord
 from minsky.original import timestamps
 
 KEY: Final = "session"
@@ -91,6 +92,11 @@ class Table:
         exact = {c.name for c in self.data_columns}
         self.keys = {c.name: (c.name if c.key != c.name and c.key in exact else c.key) for c in self.data_columns}
         self.column_of = {key: name for name, key in self.keys.items()}
+        # What ``project`` does per column, decided once (``None``: the session name itself).
+        self.cell_plan = tuple(
+            (c, self.keys[c.name], None if c.name == KEY else converter(c, self.keys[c.name]))
+            for c in self.data_columns
+        )
         self.digest_plan = tuple(
             (c.name, c, self.keys[c.name], c.kind in ("text", "any"))
             for c in sorted(self.data_columns, key=lambda c: c.name)
@@ -161,33 +167,44 @@ def _json_text(value: Any) -> str:
 def cell(column: Column, key: str, value: Any) -> Any:
     """What goes into ``column`` for a record value: the original's own representation when
     the column's type can read it back exactly, else NULL (the record keeps the value)."""
-    if value is None:
-        return None
+    return None if value is None else converter(column, key)(value)
+
+
+def converter(column: Column, key: str) -> Callable[[Any], Any]:
+    """``cell`` for one column, decided once per table rather than once per value: the
+    projection runs for every record written and every row a coverage check reads."""
     kind = column.kind
     if kind == "timestamp":
-        return timestamps.storable(value) if isinstance(value, str) else None
+        return lambda value: timestamps.storable(value) if isinstance(value, str) else None
     if kind == "integer":
         limit = 1 << (column.int_bits - 1)
-        return value if type(value) is int and -limit <= value < limit else None
+        return lambda value: value if type(value) is int and -limit <= value < limit else None
     if kind == "real":
-        return value if type(value) in (int, float) and math.isfinite(value) and abs(value) < 2**53 else None
+        return lambda value: (
+            value if type(value) in (int, float) and math.isfinite(value) and abs(value) < 2**53 else None
+        )
     if kind == "boolean":
-        return value if isinstance(value, bool) else None
+        return lambda value: value if isinstance(value, bool) else None
     if kind == "json":
-        return _json_text(value)
+        return _json_text
     if kind == "uuid":
-        return value if isinstance(value, str) and _is_uuid(value) else None
+        return lambda value: value if isinstance(value, str) and _is_uuid(value) else None
     if kind == "other":
-        return None
-    if key in JSON_KEYS:
-        text = _json_text(value)
-    elif isinstance(value, str):
-        text = value
-    elif kind == "any" and type(value) is int and -(1 << 63) <= value < (1 << 63):
-        return value
-    else:  # sorted keys: the record minsky keeps is canonical, and must project to the same text
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text if _fits(column, text) else None
+        return lambda value: None
+    json_key, max_length = key in JSON_KEYS, column.max_length
+
+    def text_cell(value: Any) -> Any:
+        if json_key:
+            text = _json_text(value)
+        elif isinstance(value, str):
+            text = value
+        elif kind == "any" and type(value) is int and -(1 << 63) <= value < (1 << 63):
+            return value
+        else:  # sorted keys: the record minsky keeps is canonical, and must project to the same text
+            text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text if max_length is None or len(text) <= max_length else None
+
+    return text_cell
 
 
 def _is_uuid(text: str) -> bool:
@@ -211,9 +228,10 @@ def _filler(table: Table, column: Column, row_key: object) -> Any:
 def project(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
     """The row minsky writes for a record: every data column in the table's own naming."""
     name = data[KEY]
+    get = data.get
     out: dict[str, Any] = {}
-    for column in table.data_columns:
-        if column.name == KEY:
+    for column, key, convert in table.cell_plan:
+        if convert is None:  # the session name
             if not isinstance(name, str) or not _fits(column, name):
                 raise RecordError(
                     f"{table.where(name[:60] + '…' if isinstance(name, str) else name, KEY)}: "
@@ -223,8 +241,9 @@ def project(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
                 )
             out[KEY] = name
             continue
-        key = table.keys[column.name]
-        value = cell(column, key, data.get(key))
+        value = get(key)
+        if value is not None:
+            value = convert(value)
         out[column.name] = _filler(table, column, name) if value is None and column.not_null else value
     return out
 
@@ -257,14 +276,16 @@ def cells_digest(table: Table, row: Mapping[str, Any]) -> str:
 
     Text is hashed as stored (minsky wrote it, so an unchanged cell is byte-identical); other
     types as ``normal`` gives them, since drivers hand them back in forms of their own."""
-    digest = hashlib.sha256()
+    parts = []
     for name, column, key, raw in table.digest_plan:
         value = row.get(name)
         if value is None:
             continue
         text = value if raw and isinstance(value, str) else str(normal(column, key, value))
-        digest.update(f"{name}\x00{len(text)}\x00{text}".encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
+        parts.append(f"{name}\x00{len(text)}\x00{text}")
+    # One encode and one hash of the joined parts: the same digest as hashing part by part
+    # (SHA-256 is a stream), at a third of the calls; this runs for every row read or written.
+    return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def row_for(table: Table, data: Mapping[str, Any], record_text: str) -> dict[str, Any]:
@@ -318,6 +339,16 @@ def read_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = decode(table, column, value, row_key)
     return merged
+
+
+def read_record(table: Table, row: Mapping[str, Any], where: str, record_where: str | None = None) -> SessionRecord:
+    """The record a row holds (``read_row``), built; an error names ``where`` (the store), and a
+    record without a usable name ``record_where`` (default ``where``) and the session."""
+    try:
+        data = read_row(table, row)
+    except RecordError as exc:
+        raise RecordError(f"{where}: {exc}", hint=exc.hint) from None
+    return record_from_dict(data, where=f"{record_where or where}: session {row[KEY]!r}: ")
 
 
 def project_lenient(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ PostgreSQL stores and Python cannot hold) are converted as well.
 
 from __future__ import annotations
 
+import calendar
 import re
 
 _STAMP = re.compile(
@@ -15,6 +16,18 @@ _STAMP = re.compile(
     r"(?:[.,](?P<f>\d+))?)?)?\s*(?P<tz>Z|z|[+-]\d\d(?::?\d\d)?(?::\d\d)?)?(?P<bc> BC)?$"
 )
 MS_PER_DAY = 86_400_000
+# Already what ``Date.toISOString()`` prints (every record minsky writes has such a createdAt):
+# read back unchanged, so the integer arithmetic below is skipped. Day-of-month and year 0 are
+# checked in ``_already_iso``; anything else takes the general path.
+_ISO = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")
+
+
+def _already_iso(text: str) -> bool:
+    match = _ISO.fullmatch(text)
+    if match is None:
+        return False
+    year, day = int(match[1]), int(match[3])
+    return year > 0 and (day <= 28 or day <= calendar.monthrange(year, int(match[2]))[1])
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -81,6 +94,8 @@ def iso_from_ms(ms: int) -> str:
 def to_iso(text: str) -> str | None:
     """The original's reading of a timestamp cell (``2025-08-10 09:00:00+00`` →
     ``2025-08-10T09:00:00.000Z``), or None when the text is no timestamp."""
+    if _already_iso(text):
+        return text
     ms = epoch_ms(text)
     return None if ms is None else iso_from_ms(ms)
 
@@ -88,6 +103,8 @@ def to_iso(text: str) -> str | None:
 def storable(value: str) -> str | None:
     """The UTC instant to put into a typed timestamp column, when ``value`` parses and its
     year is within 1..9999 (what every reader, JavaScript and Python alike, reads back)."""
+    if _already_iso(value):
+        return value
     ms = epoch_ms(value)
     if ms is None:
         return None

@@ -10,6 +10,7 @@ with ``psycopg.sql``."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import psycopg
@@ -158,6 +159,7 @@ def select(table: original.Table) -> sql.Composed:
     return sql.SQL("SELECT {cols} FROM {t}").format(cols=ident_list(table.names), t=TABLE)
 
 
+@functools.lru_cache(maxsize=64)  # per table (hashed by identity): to_row runs once per record
 def write_columns(table: original.Table) -> tuple[str, ...]:
     return tuple(n for n in table.names if n != "minsky_seq")
 
@@ -197,7 +199,7 @@ def insert_from_staging(table: original.Table) -> sql.Composed:
 def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
     text = canonical(record).decode("utf-8", "surrogatepass")
     values = original.row_for(table, record_to_dict(record), text)
-    return tuple(values.get(c) for c in write_columns(table))
+    return tuple(map(values.get, write_columns(table)))
 
 
 def as_mapping(table: original.Table, row: Any) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from psycopg.types.string import TextLoader
 
 from minsky import original
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, record_from_dict, record_problem
-from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError, RecordError, StoreError
+from minsky.codec import canonical, record_problem
+from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
@@ -87,12 +87,7 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL {self.location}: {exc}", hint=exc.hint) from None
 
     def _decode(self, table: original.Table, row: Any) -> SessionRecord:
-        values = schema.as_mapping(table, row)
-        try:
-            data = original.read_row(table, values)
-        except RecordError as exc:
-            raise RecordError(f"PostgreSQL {self.location}: {exc}", hint=exc.hint) from None
-        return record_from_dict(data, where=f"{self.location}: session {values[original.KEY]!r}: ")
+        return original.read_record(table, schema.as_mapping(table, row), f"PostgreSQL {self.location}", self.location)
 
     def _row_error(self, exc: psycopg.Error, name: str, doing: str) -> MinskyError:
         """A row the server refused: a constraint, a trigger, a limit. Not a conflict, and
@@ -337,11 +332,18 @@ class PostgresStore:
     # -- writing -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_CopyWriter]:
+    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_CopyWriter | _DirectCopyWriter]:
         # A migration may write into a store marked as moved (moving back): no marker check.
         with self._writer("writing sessions", check_moved=False) as conn:
             table = self._table(conn)
             assert table is not None
+            if on_conflict == "fail" and _empty(conn):
+                # Nothing to conflict with but what another writer adds meanwhile, which the
+                # unique key refuses (aborting the whole transaction: "fail" writes nothing).
+                # So COPY straight into the table: no staging, no INSERT ... SELECT.
+                direct = _DirectCopyWriter(self, conn, table)
+                yield direct
+                return
             # The staging table copies the target's column types (an original table may use
             # varchar, uuid) but no defaults: no sequence is drawn per staged row.
             conn.execute(
@@ -446,6 +448,36 @@ class _CopyWriter:
         except psycopg.Error as exc:
             raise self.store._row_error(exc, _offender(exc, batch), "writing sessions") from None
         self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))
+
+
+def _empty(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {t})").format(t=schema.TABLE)).fetchone()
+    return bool(row and row[0])
+
+
+class _DirectCopyWriter:
+    """``fail`` into an empty table: each batch is COPYed into the table itself. A name another
+    writer committed meanwhile violates the unique key, which aborts the transaction: nothing
+    is written, and the name the server reports is the conflict."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any], table: original.Table) -> None:
+        self.store, self.conn, self.table = store, conn, table
+        self.conflicts: list[str] = []
+        self.copy_sql = sql.SQL("COPY {t} ({cols}) FROM STDIN").format(
+            t=schema.TABLE, cols=schema.ident_list(schema.write_columns(table))
+        )
+
+    def write(self, batch: Sequence[SessionRecord]) -> None:
+        try:
+            with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+                for record in batch:
+                    copy.write_row(schema.to_row(self.table, record))
+        except psycopg.errors.UniqueViolation as exc:
+            if not (exc.diag.message_detail or "").startswith(f"Key ({original.KEY})="):  # another unique column
+                raise self.store._row_error(exc, _offender(exc, batch), "writing sessions") from None
+            raise conflict_at_commit(self.store.location, [_offender(exc, batch)]) from None
+        except psycopg.Error as exc:
+            raise self.store._row_error(exc, _offender(exc, batch), "writing sessions") from None
 
 
 def _offender(exc: psycopg.Error, batch: Sequence[SessionRecord]) -> str:

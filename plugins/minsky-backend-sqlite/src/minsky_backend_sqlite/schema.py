@@ -11,6 +11,7 @@ Schema versions live in ``PRAGMA user_version``:
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
@@ -86,6 +87,7 @@ def select_sql(table: original.Table) -> str:
     return f"SELECT {', '.join(quote(n) for n in table.names)} FROM sessions"
 
 
+@functools.lru_cache(maxsize=64)  # per table (hashed by identity): to_row runs once per record
 def write_columns(table: original.Table) -> tuple[str, ...]:
     return tuple(n for n in table.names if n != "minsky_seq")
 
@@ -108,7 +110,7 @@ def upsert_sql(table: original.Table) -> str:
 def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
     text = canonical(record).decode("utf-8", "surrogatepass")
     values = original.row_for(table, record_to_dict(record), text)
-    return tuple(values.get(c) for c in write_columns(table))
+    return tuple(map(values.get, write_columns(table)))
 
 
 def as_mapping(table: original.Table, row: tuple[Any, ...]) -> Mapping[str, Any]:
