@@ -15,6 +15,7 @@ import pytest
 
 from conftest import SHARED
 from minsky.duplicates import DuplicatePlan, KeyScan
+from minsky.errors import ConflictError
 from minsky.model import SessionRecord
 
 ORIGINAL = SHARED / "fixtures" / "original"
@@ -231,3 +232,39 @@ def test_set_default_catch_up_leaves_the_chosen_copies_alone(
     assert len(got) == (9 if policy == "rename" else 8)
     kept = next(r for r in got if r["session"] == "task#064")
     assert kept["branch"] == ("task#064-retry" if policy == "last" else "task#064")
+
+
+@pytest.mark.parametrize("shared", [lambda name: 7, len])
+def test_names_sharing_a_hash_are_told_apart_by_name(monkeypatch: pytest.MonkeyPatch, shared) -> None:  # type: ignore[no-untyped-def]
+    """The names pass keeps hashes, not names: distinct names that share one (forced here for all
+    of them, or by length) are neither repeated names nor "a second time" while streaming."""
+    import minsky.names
+
+    monkeypatch.setattr(minsky.names, "name_hash", shared)
+    names = ["ab", "cd", "ef", "cd", "xyz"]
+    reads = []
+
+    def read() -> list[str]:
+        reads.append(1)
+        return names
+
+    scan = KeyScan.of(read, set())
+    assert scan.copies == {"cd": 2} and scan.spelled == {"cd": ["cd"]} and len(reads) == 2
+    plan = DuplicatePlan("first", scan)
+    kept = [r.session for n in names if (r := plan.decide(SessionRecord(session=n)))]
+    assert kept == ["ab", "cd", "ef", "xyz"]
+    with pytest.raises(ConflictError, match="'ef' appeared a second time"):
+        plan.decide(SessionRecord(session="ef"))
+    assert "ab" in scan.taken and "cd" in scan.taken
+
+
+def test_the_names_pass_reads_the_names_once_when_none_repeats() -> None:
+    reads = []
+
+    def read() -> list[str]:
+        reads.append(1)
+        return [f"s{i}" for i in range(5000)]
+
+    scan = KeyScan.of(read, set())
+    assert scan.copies == {} and len(reads) == 1
+    assert all(f"s{i}" in scan.taken for i in range(5000))

@@ -22,9 +22,11 @@ from typing import Any, Literal
 
 import attrs
 
+from minsky import names as names_module
 from minsky.codec import record_digest
 from minsky.errors import ConflictError
 from minsky.model import SessionRecord
+from minsky.names import FirstTimes, NameHashes
 
 OnDuplicate = Literal["fail", "first", "last", "rename"]
 POLICIES: tuple[OnDuplicate, ...] = ("fail", "first", "last", "rename")
@@ -49,37 +51,70 @@ def key_function(target_store: Any) -> Callable[[str], str]:
     return normalize if callable(normalize) else _same
 
 
+class Taken:
+    """Every key of the source and the target, as renames see it: the source's as hashes (a
+    shared hash only makes a rename skip a number), the target's and the renames' as names."""
+
+    def __init__(self, source: NameHashes, target: set[str]) -> None:
+        self.source, self.target, self.added = source, target, set[str]()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.added or key in self.target or key in self.source
+
+    def add(self, key: str) -> None:
+        self.added.add(key)
+
+
 @attrs.define
 class KeyScan:
-    """One pass over the source's names: the repeated ones, and those the target already holds."""
+    """One pass over the source's names: the repeated ones, and those the target already holds.
+
+    Flat in memory: the names are kept as hashes (``minsky.names``), about 9 bytes a name; a
+    hash seen twice is confirmed by name in a second read of the names, which only a source
+    that repeats a name (or, once in ~10^7 million-name stores, two names sharing a hash) costs.
+    """
 
     copies: dict[str, int]  # key -> copies in the source, for keys seen more than once
     spelled: dict[str, list[str]]  # key -> the names as the source spells them
     conflicts: list[str]  # source names (in order) the target already holds
-    taken: set[str]  # every key of the source and the target: renames avoid them
+    taken: Taken  # every key of the source and the target: renames avoid them
+    seen: NameHashes = attrs.field(factory=NameHashes)  # every key of the source
 
     @classmethod
-    def of(cls, names: Iterable[str], existing: set[str], key: Callable[[str], str] = _same) -> KeyScan:
+    def of(
+        cls,
+        names: Iterable[str] | Callable[[], Iterable[str]],
+        existing: set[str],
+        key: Callable[[str], str] = _same,
+    ) -> KeyScan:
+        """``names``: a callable reading the source's names afresh (called again only to confirm a
+        repeated hash), or a collection that can be iterated twice."""
+        read: Callable[[], Iterable[str]] = names if callable(names) else lambda: names
         existing_keys = {key(name) for name in existing} if key is not _same else existing
-        seen: set[str] = set()
-        copies: dict[str, int] = {}
-        spelled: dict[str, list[str]] = {}
+        seen = NameHashes()
         conflicts: list[str] = []
-        first_spelling: dict[str, str] = {}
-        for name in names:
+        for name in read():
             k = key(name)
             if k in existing_keys:
                 conflicts.append(name)
-            if k in seen:
-                copies[k] = copies.get(k, 1) + 1
-                spelled.setdefault(k, [first_spelling.get(k, name)])
-                if name not in spelled[k]:
-                    spelled[k].append(name)
-            else:
-                seen.add(k)
-                if key is not _same:
-                    first_spelling[k] = name
-        return cls(copies, spelled, conflicts, seen | existing_keys)
+            seen.add(k)
+        repeated = seen.freeze()
+        copies: dict[str, int] = {}
+        spelled: dict[str, list[str]] = {}
+        if repeated:
+            keys_of: dict[int, set[str]] = {}
+            for name in read():
+                k = key(name)
+                if (h := names_module.name_hash(k)) in repeated:
+                    keys_of.setdefault(h, set()).add(k)
+                    copies[k] = copies.get(k, 0) + 1
+                    spelling = spelled.setdefault(k, [])
+                    if name not in spelling:
+                        spelling.append(name)
+            copies = {k: n for k, n in copies.items() if n > 1}
+            spelled = {k: v for k, v in spelled.items() if k in copies}
+            seen.exact({h for h, ks in keys_of.items() if len(ks) > 1})  # hashes two names share
+        return cls(copies, spelled, conflicts, Taken(seen, existing_keys), seen)
 
     def describe(self, limit: int = EXAMPLES) -> str:
         shown = [
@@ -104,7 +139,7 @@ class DuplicatePlan:
     renamed: list[dict[str, Any]] = attrs.field(factory=list)
     written: dict[str, list[bytes]] = attrs.field(factory=dict)  # name -> digests written, when names repeat
     _seen: dict[str, int] = attrs.field(factory=dict)
-    _streamed: set[str] = attrs.field(factory=set)
+    _streamed: FirstTimes | None = None  # which names streamed so far (kept flat: minsky.names)
 
     def cursor(self) -> DuplicatePlan:
         return DuplicatePlan(self.policy, self.scan, self.key, self.decisions)
@@ -126,13 +161,14 @@ class DuplicatePlan:
         k = self.key(record.session)
         total = self.scan.copies.get(k)
         if total is None:
-            if k in self._streamed:  # repeated, yet not when the names were scanned
+            if self._streamed is None:
+                self._streamed = self.scan.seen.first_times()
+            if not self._streamed.first_time(k):  # repeated, yet not when the names were scanned
                 raise ConflictError(
                     f"session {record.session!r} appeared a second time while the source was being read; "
                     "nothing was written",
                     hint="the source changed during the migration: run it again",
                 )
-            self._streamed.add(k)
             return record
         copy = self._seen[k] = self._seen.get(k, 0) + 1
         if (k, copy) not in self.decisions:

@@ -40,6 +40,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 BATCH_SIZE = 1000
 CONFLICT_EXAMPLES = 5
+SHORT = len(short_digest(b""))  # bytes of a record digest the catch-up keeps
 
 
 @attrs.frozen
@@ -200,7 +201,7 @@ def migrate(
         return report
     existing = set(target.store.keys()) if target.store.exists() else set()
     # One pass over the source's names, before anything is written: names it repeats, names the target holds.
-    scan = KeyScan.of(source.store.keys(), existing, key_function(target.store))
+    scan = KeyScan.of(source.store.keys, existing, key_function(target.store))
     plan = DuplicatePlan(on_duplicate, scan, key_function(target.store))
     report.duplicates = plan if scan.copies else None
     if scan.copies and on_duplicate == "fail":
@@ -235,7 +236,7 @@ def migrate(
             source_digest.add(digest)
             kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
             name = plan.snapshot_name(record, kept)
-            snapshot.digests[name] = raw[: len(short_digest(b""))]
+            snapshot.digests[name] = raw[:SHORT]
             if reason is not None:
                 report.rejected.append({"session": record.session, "reason": reason})
                 snapshot.not_written.add(name)
@@ -245,7 +246,7 @@ def migrate(
             else:
                 written = digest if kept is record else record_digest(kept)
                 written_digest.add(written)
-                plan.remember(kept.session, bytes.fromhex(written)[: len(short_digest(b""))])
+                plan.remember(kept.session, bytes.fromhex(written)[:SHORT])
                 yield kept
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)

@@ -1,0 +1,95 @@
+"""A set of session names in about 9 bytes a name, for the passes that see every name of a store.
+
+A Python set of a million names holds a million string objects (~100 MB); this holds each
+name's 64-bit hash (Python's own ``hash``: keyed per process, cached on the string) in 256
+arrays, sorted once filled, and a one-byte mark per name. Two names may share a hash (about
+one pair in 10^7 among a million names): ``freeze`` returns the hashes added more than once,
+so the caller confirms those by name, and tells ``exact`` the hashes two names share, which
+``FirstTimes`` then tells apart by name.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from bisect import bisect_left
+
+_BUCKETS = 256
+
+
+def name_hash(name: str) -> int:
+    """The 64-bit hash a name is kept as (a test may replace it to make names collide)."""
+    return hash(name)
+
+
+class NameHashes:
+    def __init__(self) -> None:
+        self._buckets = [array("q") for _ in range(_BUCKETS)]
+        self._frozen = False
+        self._exact_hashes: set[int] = set()  # hashes two names share: told apart by name
+        self._extra: set[str] = set()  # added after freezing
+
+    def add(self, name: str) -> None:
+        if self._frozen:
+            self._extra.add(name)
+            return
+        h = name_hash(name)
+        self._buckets[h & (_BUCKETS - 1)].append(h)
+
+    def freeze(self) -> set[int]:
+        """Sort the arrays; the hashes that were added more than once (repeated names, or collisions)."""
+        repeated: set[int] = set()
+        for n, bucket in enumerate(self._buckets):
+            ordered = sorted(bucket)
+            if len(set(ordered)) != len(ordered):
+                repeated.update(a for a, b in itertools.pairwise(ordered) if a == b)
+            self._buckets[n] = array("q", ordered)
+        self._frozen = True
+        return repeated
+
+    def exact(self, hashes: set[int]) -> None:
+        """Names with these hashes are told apart by name in ``FirstTimes`` (hashes two names share)."""
+        self._exact_hashes |= hashes
+
+    def _find(self, h: int) -> tuple[int, int] | None:
+        bucket = self._buckets[h & (_BUCKETS - 1)]
+        i = bisect_left(bucket, h)
+        return (h & (_BUCKETS - 1), i) if i < len(bucket) and bucket[i] == h else None
+
+    def __contains__(self, name: object) -> bool:
+        """Whether the name was added: exact for every name added, rarely true for another (a shared hash)."""
+        if not isinstance(name, str):
+            return False
+        if name in self._extra:
+            return True
+        if not self._frozen:
+            return (h := name_hash(name)) in self._buckets[h & (_BUCKETS - 1)]
+        return self._find(name_hash(name)) is not None
+
+    def first_times(self) -> FirstTimes:
+        """After ``freeze``: a fresh record of which of these names were met."""
+        return FirstTimes(self)
+
+
+class FirstTimes:
+    """``first_time(name)``: True the first time a name is passed, False after; one byte a name."""
+
+    def __init__(self, names: NameHashes) -> None:
+        self._names = names
+        self._marks = [bytearray(len(b)) for b in names._buckets]
+        self._exact: set[str] = set()  # names outside the arrays, or sharing a hash: by name
+
+    def first_time(self, name: str) -> bool:
+        h = name_hash(name)
+        where = None if h in self._names._exact_hashes else self._names._find(h)
+        if where is None:
+            if name in self._exact:
+                return False
+            self._exact.add(name)
+            return True
+        bucket, i = where
+        marks = self._marks[bucket]
+        if marks[i]:
+            return False
+        marks[i] = 1
+        return True
