@@ -119,12 +119,13 @@ def test_migrate_backs_up_natively_and_json_stays_the_default(minsky_json, sqlit
         assert sorted(json_records(out)) == ["one", "three", "two"]
 
 
-def test_sqlite_native_verify_finds_an_index_out_of_step(minsky, sqlite_store: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_verify_finds_an_index_out_of_step(minsky, sqlite_store: Path) -> None:  # type: ignore[no-untyped-def]
+    """``integrity_check`` runs once per check (in the store's verify, not again in the native hook)."""
     from minsky_backend_sqlite import SPEC
     from minsky_backend_sqlite.native import native_verify
 
     store = SPEC.open({"path": sqlite_store})
-    assert native_verify(store).ok
+    assert native_verify(store).ok and store.verify().ok
     with sqlite3.connect(sqlite_store) as conn:
         (index,) = conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL LIMIT 1"
@@ -132,7 +133,8 @@ def test_sqlite_native_verify_finds_an_index_out_of_step(minsky, sqlite_store: P
         conn.execute("PRAGMA writable_schema = ON")  # the index now claims a column it does not hold
         conn.execute("UPDATE sqlite_master SET sql = replace(sql, '(', '(branch, ') WHERE name = ?", (index,))
     conn.close()
-    report = native_verify(SPEC.open({"path": sqlite_store}))
+    assert native_verify(SPEC.open({"path": sqlite_store})).ok, "integrity_check ran in the native hook too"
+    report = SPEC.open({"path": sqlite_store}).verify()
     assert not report.ok and any(index in p for p in report.problems)
     result = minsky("sessiondb", "verify")
     assert result.exit_code == 4 and index in result.stdout

@@ -19,8 +19,8 @@ import attrs
 from minsky import original
 from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir, refuse_foreign_sqlite
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, check, record_from_dict
-from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
+from minsky.codec import canonical, check
+from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
@@ -243,12 +243,7 @@ class SqliteStore:
             raise StoreError(f"{self.path}: {exc}", hint=exc.hint) from None
 
     def _decode(self, table: original.Table, row: tuple[object, ...]) -> SessionRecord:
-        values = schema.as_mapping(table, row)
-        try:
-            data = original.read_row(table, values)
-        except RecordError as exc:
-            raise RecordError(f"{self.path}: {exc}", hint=exc.hint) from None
-        return record_from_dict(data, where=f"{self.path}: session {values[original.KEY]!r}: ")
+        return original.read_record(table, schema.as_mapping(table, row), str(self.path))
 
     # -- the moved marker and the write lock -------------------------------------
 
