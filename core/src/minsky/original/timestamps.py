@@ -22,6 +22,23 @@ MS_PER_DAY = 86_400_000
 _ISO = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")
 
 
+# How PostgreSQL prints a timestamptz in UTC (``2025-08-10 09:00:00.5+00``): rewritten directly.
+_UTC_TEXT = re.compile(
+    r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)"
+    r"(?:\.(\d+))?(?:Z|\+00(?::?00)?)"
+)
+
+
+def _utc_iso(text: str) -> str | None:
+    match = _UTC_TEXT.fullmatch(text)
+    if match is None:
+        return None
+    year, day = int(match[1]), int(match[3])
+    if year == 0 or (day > 28 and day > calendar.monthrange(year, int(match[2]))[1]):
+        return None
+    return f"{match[1]}-{match[2]}-{match[3]}T{match[4]}.{(match[5] or '')[:3].ljust(3, '0')}Z"
+
+
 def _already_iso(text: str) -> bool:
     match = _ISO.fullmatch(text)
     if match is None:
@@ -96,6 +113,9 @@ def to_iso(text: str) -> str | None:
     ``2025-08-10T09:00:00.000Z``), or None when the text is no timestamp."""
     if _already_iso(text):
         return text
+    fast = _utc_iso(text)
+    if fast is not None:
+        return fast
     ms = epoch_ms(text)
     return None if ms is None else iso_from_ms(ms)
 

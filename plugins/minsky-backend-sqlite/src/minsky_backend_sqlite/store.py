@@ -156,7 +156,7 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def _writer(
-        self, path: Path | None = None, *, check_moved: bool = True, upgrade: bool = True
+        self, path: Path | None = None, *, check_moved: bool = True, upgrade: bool = True, aside: bool = False
     ) -> Iterator[sqlite3.Connection]:
         """A connection inside ``BEGIN IMMEDIATE`` on an up-to-date schema; commits on success.
 
@@ -164,6 +164,12 @@ class SqliteStore:
         migration sees the marker it left, and writes nothing."""
         self._check_file()
         conn = self._connect(path or self.path, readonly=False)
+        if aside:
+            # A new database built under a temporary name, removed on any failure and fsynced
+            # before it is linked into place: no rollback journal and no syncs while it is built
+            # (with WAL every page was written twice, into the log and then the file).
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
         try:
             if upgrade:
                 self._backup_if_upgrading(conn, path or self.path)
@@ -409,10 +415,11 @@ class SqliteStore:
         _remove_dead_temps(self.path)
         temp = self.path.parent / f"{TEMP_PREFIX}{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}"
         try:
-            with self._writer(temp, check_moved=False) as conn:
+            with self._writer(temp, check_moved=False, aside=True) as conn:
                 writer = _SqliteBulkWriter(self, conn, on_conflict)
                 yield writer
             conn.close()
+            _set_journal_mode(temp, self.options.journal_mode)  # what the store's own writers use
             _fsync_file(temp)
             try:
                 os.link(temp, self.path)  # never replaces a database that appeared meanwhile
@@ -543,6 +550,14 @@ def _task_variants(task: str) -> list[str]:
     if normal.startswith("md#") and normal[3:].isdigit():
         return [normal, f"#{normal[3:]}", normal[3:]]
     return [normal]
+
+
+def _set_journal_mode(path: Path, mode: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA journal_mode = {mode}")
+    finally:
+        conn.close()
 
 
 def _fsync_file(path: Path) -> None:
