@@ -33,6 +33,7 @@ from minsky.backend import (
 from minsky.codec import canonical_stream, digest_form, loads, record_from_dict
 from minsky.errors import ConflictError, MinskyError
 from minsky.model import SessionRecord
+from minsky.snapshot import ShortDigests
 
 BATCH_SIZE = 1000
 
@@ -47,7 +48,7 @@ def short_digest(canonical_form: bytes) -> bytes:
 class Snapshot:
     """What the bulk copy read (name → short digest) and which of those it did not write."""
 
-    digests: dict[str, bytes] = attrs.field(factory=dict)
+    digests: ShortDigests = attrs.field(factory=ShortDigests)  # ~40 bytes a record, not a dict's ~150
     not_written: set[str] = attrs.field(factory=set)
 
 
@@ -94,20 +95,15 @@ def changes_since(snapshot: Snapshot, store: ReadableStore) -> Changes:
 
 
 def _changes(snapshot: Snapshot, blobs: Iterable[bytes], where: str) -> Changes:
-    before = set(snapshot.digests.values())
-    still: set[bytes] = set()
+    seen = snapshot.digests.seen()
     found = Changes()
     for blob in blobs:
-        digest = short_digest(blob)
-        if digest not in before:  # new or changed, or bytes not in canonical form: decode to tell
+        if not seen.meet(short_digest(blob)):  # new or changed, or bytes not in canonical form: decode to tell
             record = record_from_dict(loads(blob), where=f"{where}: ")  # values kept as found
-            digest = short_digest(digest_form(record))
-            if digest not in before:
+            if not seen.meet(short_digest(digest_form(record))):
                 found.changed.append(record)
-                continue
-        still.add(digest)
     renamed = {record.session for record in found.changed}
-    found.deleted = [name for name, digest in snapshot.digests.items() if digest not in still and name not in renamed]
+    found.deleted = [name for name in seen.unmet() if name not in renamed]
     return found
 
 

@@ -1,0 +1,138 @@
+"""What a migration's bulk copy read, kept flat: name → short digest for every record.
+
+A dict of a million names and their 8-byte digests is ~150 MB of objects (and the catch-up's
+sets of digests as much again). Here the names are one UTF-8 buffer with their end offsets,
+the digests and the names' hashes arrays of 64-bit integers: about 40 bytes a record. Lookups
+by name and by digest go through indexes sorted once, on first use, in 256 buckets each.
+Adding a name again replaces its digest, as a dict would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+
+from minsky import names
+
+_BUCKETS = 256
+
+
+def _int(digest: bytes) -> int:
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _sorted_buckets(keys: array[int], entries: Iterable[int]) -> tuple[list[array[int]], list[array[int]]]:
+    """Entries grouped by the low byte of their key and sorted by key: (keys, entry numbers)."""
+    groups = [array("q") for _ in range(_BUCKETS)]
+    for i in entries:
+        groups[keys[i] & (_BUCKETS - 1)].append(i)
+    order = [array("q", sorted(group, key=keys.__getitem__)) for group in groups]
+    return [array("q", map(keys.__getitem__, group)) for group in order], order
+
+
+class ShortDigests:
+    def __init__(self) -> None:
+        self._names = bytearray()
+        self._ends = array("Q")
+        self._hashes = array("q")
+        self._digests = array("q")
+        self._width = 8
+        self._by_name: tuple[list[array[int]], list[array[int]]] | None = None
+        self._replaced = bytearray()  # entries a later one of the same name replaced
+
+    def __setitem__(self, name: str, digest: bytes) -> None:
+        self._names += name.encode("utf-8", "surrogatepass")
+        self._ends.append(len(self._names))
+        self._hashes.append(names.name_hash(name))
+        self._digests.append(_int(digest))
+        self._width = len(digest)
+        self._by_name = None
+
+    def _name(self, i: int) -> str:
+        start = self._ends[i - 1] if i else 0
+        return self._names[start : self._ends[i]].decode("utf-8", "surrogatepass")
+
+    def _digest(self, i: int) -> bytes:
+        return self._digests[i].to_bytes(self._width, "big", signed=True)
+
+    def _index(self) -> tuple[list[array[int]], list[array[int]]]:
+        if self._by_name is None:
+            keys, order = self._by_name = _sorted_buckets(self._hashes, range(len(self._hashes)))
+            self._replaced = bytearray(len(self._hashes))
+            for bucket_keys, bucket in zip(keys, order, strict=True):
+                if len(set(bucket_keys)) == len(bucket_keys):
+                    continue
+                for _, run in itertools.groupby(range(len(bucket)), key=bucket_keys.__getitem__):
+                    entries = sorted(bucket[p] for p in run)
+                    last: dict[str, int] = {}
+                    for i in entries:
+                        name = self._name(i)
+                        if name in last:
+                            self._replaced[last[name]] = 1
+                        last[name] = i
+        return self._by_name
+
+    def _entry(self, name: str) -> int | None:
+        keys, order = self._index()
+        h = names.name_hash(name)
+        b = h & (_BUCKETS - 1)
+        for p in range(bisect_left(keys[b], h), bisect_right(keys[b], h)):
+            i = order[b][p]
+            if not self._replaced[i] and self._name(i) == name:
+                return i
+        return None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._entry(name) is not None
+
+    def get(self, name: str) -> bytes | None:
+        i = self._entry(name)
+        return None if i is None else self._digest(i)
+
+    def _live(self) -> Iterator[int]:
+        self._index()
+        return (i for i in range(len(self._hashes)) if not self._replaced[i])
+
+    def __len__(self) -> int:
+        self._index()
+        return len(self._hashes) - sum(self._replaced)
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        return ((self._name(i), self._digest(i)) for i in self._live())
+
+    def values(self) -> Iterator[bytes]:
+        return (self._digest(i) for i in self._live())
+
+    def seen(self) -> Seen:
+        """A fresh record of which digests a re-read of the source met."""
+        return Seen(self)
+
+
+class Seen:
+    """Marks the snapshot's entries whose digest a re-read meets; the others are gone or changed."""
+
+    def __init__(self, digests: ShortDigests) -> None:
+        self._of = digests
+        self._keys, self._order = _sorted_buckets(digests._digests, digests._live())
+        self._marks = [bytearray(len(k)) for k in self._keys]
+
+    def meet(self, digest: bytes) -> bool:
+        """Whether the snapshot holds this digest (marking it met)."""
+        value = _int(digest)
+        b = value & (_BUCKETS - 1)
+        keys = self._keys[b]
+        lo = bisect_left(keys, value)
+        if lo == len(keys) or keys[lo] != value:
+            return False
+        hi = bisect_right(keys, value, lo)
+        self._marks[b][lo:hi] = b"\x01" * (hi - lo)
+        return True
+
+    def unmet(self) -> list[str]:
+        """Names of the entries no digest met, in the order they were read."""
+        entries = sorted(
+            self._order[b][p] for b, marks in enumerate(self._marks) for p, met in enumerate(marks) if not met
+        )
+        return [self._of._name(i) for i in entries]
