@@ -2,7 +2,7 @@
 
 A dict of a million names and their 8-byte digests is ~150 MB of objects (and the catch-up's
 sets of digests as much again). Here the names are one UTF-8 buffer with their end offsets,
-the digests and the names' hashes arrays of 64-bit integers: about 40 bytes a record. Lookups
+their hashes and the digests arrays of 64-bit integers: about 40 bytes a record. Lookups
 by name and by digest go through indexes sorted once, on first use, in 256 buckets each.
 Adding a name again replaces its digest, as a dict would.
 """
@@ -25,30 +25,32 @@ def _int(digest: bytes) -> int:
 
 def _sorted_buckets(keys: array[int], entries: Iterable[int]) -> tuple[list[array[int]], list[array[int]]]:
     """Entries grouped by the low byte of their key and sorted by key: (keys, entry numbers)."""
-    groups = [array("q") for _ in range(_BUCKETS)]
+    groups = [array("I") for _ in range(_BUCKETS)]  # entry numbers: 4 bytes each
     for i in entries:
         groups[keys[i] & (_BUCKETS - 1)].append(i)
-    order = [array("q", sorted(group, key=keys.__getitem__)) for group in groups]
+    order = [array("I", sorted(group, key=keys.__getitem__)) for group in groups]
     return [array("q", map(keys.__getitem__, group)) for group in order], order
 
 
 class ShortDigests:
     def __init__(self) -> None:
         self._names = bytearray()
-        self._ends = array("Q")
+        self._ends = array("I")  # 4 bytes an offset, widened should the names pass 4 GiB
         self._hashes = array("q")
         self._digests = array("q")
         self._width = 8
         self._by_name: tuple[list[array[int]], list[array[int]]] | None = None
-        self._replaced = bytearray()  # entries a later one of the same name replaced
+        self._replaced: bytearray | None = None  # entries a later one of the same name replaced
 
     def __setitem__(self, name: str, digest: bytes) -> None:
         self._names += name.encode("utf-8", "surrogatepass")
+        if len(self._names) >= 1 << 32 and self._ends.typecode == "I":
+            self._ends = array("Q", self._ends)
         self._ends.append(len(self._names))
         self._hashes.append(names.name_hash(name))
         self._digests.append(_int(digest))
         self._width = len(digest)
-        self._by_name = None
+        self._by_name, self._replaced = None, None
 
     def _name(self, i: int) -> str:
         start = self._ends[i - 1] if i else 0
@@ -57,22 +59,33 @@ class ShortDigests:
     def _digest(self, i: int) -> bytes:
         return self._digests[i].to_bytes(self._width, "big", signed=True)
 
-    def _index(self) -> tuple[list[array[int]], list[array[int]]]:
-        if self._by_name is None:
-            keys, order = self._by_name = _sorted_buckets(self._hashes, range(len(self._hashes)))
-            self._replaced = bytearray(len(self._hashes))
-            for bucket_keys, bucket in zip(keys, order, strict=True):
-                if len(set(bucket_keys)) == len(bucket_keys):
-                    continue
-                for _, run in itertools.groupby(range(len(bucket)), key=bucket_keys.__getitem__):
-                    entries = sorted(bucket[p] for p in run)
-                    last: dict[str, int] = {}
-                    for i in entries:
-                        name = self._name(i)
-                        if name in last:
-                            self._replaced[last[name]] = 1
-                        last[name] = i
-        return self._by_name
+    def _index(self, *, keep: bool = True) -> tuple[list[array[int]], list[array[int]]]:
+        """The entries by name hash; finding them also finds the entries a later one replaced.
+        Kept only for lookups by name (the count of late changes needs only ``_replaced``)."""
+        if self._by_name is not None:
+            return self._by_name
+        keys, order = index = _sorted_buckets(self._hashes, range(len(self._hashes)))
+        replaced = bytearray(len(self._hashes))
+        for bucket_keys, bucket in zip(keys, order, strict=True):
+            if len(set(bucket_keys)) == len(bucket_keys):
+                continue
+            for _, run in itertools.groupby(range(len(bucket)), key=bucket_keys.__getitem__):
+                last: dict[str, int] = {}
+                for i in sorted(bucket[p] for p in run):
+                    name = self._name(i)
+                    if name in last:
+                        replaced[last[name]] = 1
+                    last[name] = i
+        self._replaced = replaced
+        if keep:
+            self._by_name = index
+        return index
+
+    def _replaced_entries(self) -> bytearray:
+        if self._replaced is None:
+            self._index(keep=False)
+        assert self._replaced is not None
+        return self._replaced
 
     def _entry(self, name: str) -> int | None:
         keys, order = self._index()
@@ -80,7 +93,7 @@ class ShortDigests:
         b = h & (_BUCKETS - 1)
         for p in range(bisect_left(keys[b], h), bisect_right(keys[b], h)):
             i = order[b][p]
-            if not self._replaced[i] and self._name(i) == name:
+            if not self._replaced_entries()[i] and self._name(i) == name:
                 return i
         return None
 
@@ -92,12 +105,11 @@ class ShortDigests:
         return None if i is None else self._digest(i)
 
     def _live(self) -> Iterator[int]:
-        self._index()
-        return (i for i in range(len(self._hashes)) if not self._replaced[i])
+        replaced = self._replaced_entries()
+        return (i for i in range(len(self._digests)) if not replaced[i])
 
     def __len__(self) -> int:
-        self._index()
-        return len(self._hashes) - sum(self._replaced)
+        return len(self._digests) - sum(self._replaced_entries())
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         return ((self._name(i), self._digest(i)) for i in self._live())
