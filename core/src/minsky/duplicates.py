@@ -144,6 +144,13 @@ class DuplicatePlan:
     def cursor(self) -> DuplicatePlan:
         return DuplicatePlan(self.policy, self.scan, self.key, self.decisions)
 
+    def read_all(self) -> None:
+        """The copy has read every record: let go of the names' hashes and marks (~9 bytes a
+        name) before the catch-up re-reads the source. Decisions already made are kept."""
+        self._streamed = None
+        self.scan.seen = self.scan.taken.source = NameHashes()
+        self.scan.seen.freeze()
+
     def snapshot_name(self, record: SessionRecord, kept: SessionRecord | None) -> str:
         """The name a copy's source digest is remembered under for the catch-up: the name it was
         written as, or for a skipped copy a key no session has (NUL is refused in names)."""

@@ -260,6 +260,7 @@ def migrate(
         report.written, late_conflicts = write_all(target_store, stream, on_conflict)
         _count_commit_conflicts(report, late_conflicts, existing, on_conflict, snapshot)
     report.source_digest = source_digest.hexdigest
+    plan.read_all()
     log.debug(
         "%s -> %s: read %d, written %d, skipped %d, rejected %d in %.2fs",
         source.backend,
