@@ -103,3 +103,28 @@ def test_concurrent_session_starts_from_processes_lose_nothing(state_dir: Path) 
         assert proc.returncode == 0, err
     result = run_minsky("session", "list", "--json")
     assert len(json.loads(result.stdout)["sessions"]) == 60
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_a_streamed_new_store_refuses_a_name_twice_and_only_that(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collide: bool
+) -> None:
+    """The streaming writer keeps the names it wrote as hashes: names sharing one (forced) are
+    still written, a real repeat is refused, and nothing of the refused write is left."""
+    import minsky.names
+    from minsky.testing.records import generated_records
+    from minsky_backend_json.store import JsonStore
+
+    if collide:
+        monkeypatch.setattr(minsky.names, "name_hash", lambda name: 1)
+    records = generated_records(5)
+    store = JsonStore(tmp_path / "new.json")
+    with store.bulk_writer() as writer:
+        writer.write(records[:3])
+        writer.write(records[3:])
+    assert [r.session for r in store.read()] == [r.session for r in records]
+    again = JsonStore(tmp_path / "again.json")
+    with pytest.raises(StoreError, match="appears twice"), again.bulk_writer() as writer:
+        writer.write(records[:3])
+        writer.write([records[4], records[1]])
+    assert not again.exists()

@@ -93,3 +93,28 @@ class FirstTimes:
             return False
         marks[i] = 1
         return True
+
+
+class GrowingNameHashes:
+    """Names added one at a time (a writer's "have I written this name?"), 8 bytes each in 4096
+    sorted arrays. ``add`` is False when the name's hash was added before: the caller confirms
+    by name (a real repeat, or two names sharing a hash: about one pair in 10^7 at 1M)."""
+
+    _WAYS = 4096
+
+    def __init__(self) -> None:
+        self._buckets = [array("q") for _ in range(self._WAYS)]
+        self._count = 0
+
+    def add(self, name: str) -> bool:
+        h = name_hash(name)
+        bucket = self._buckets[h & (self._WAYS - 1)]
+        i = bisect_left(bucket, h)
+        if i < len(bucket) and bucket[i] == h:
+            return False
+        bucket.insert(i, h)
+        self._count += 1
+        return True
+
+    def __len__(self) -> int:
+        return self._count

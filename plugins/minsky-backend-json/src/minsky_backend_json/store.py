@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +45,7 @@ from minsky.codec import (
 from minsky.errors import ConflictError, LockedError, NotFoundError, RecordError, StoreError
 from minsky.filters import matches, page
 from minsky.model import SessionRecord
+from minsky.names import GrowingNameHashes
 from minsky.quarantine import write_quarantine
 from minsky_backend_json import lines, rewrite, turn
 
@@ -406,25 +408,52 @@ class _StreamingWriter:
 
     def __init__(self, handle: IO[bytes]) -> None:
         self.handle = handle
-        self.names: set[str] = set()
+        # The names written, as hashes (8 bytes a name, not a set of a million strings); a hash
+        # met again is confirmed by name against what was written.
+        self.names = GrowingNameHashes()
         self.conflicts: list[str] = []  # an empty store under its lock: there are none
         handle.write(_STREAM_HEAD)
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
-        parts = []
+        parts: list[bytes] = []
         for record in batch:
-            if record.session in self.names:
+            first = not len(self.names)
+            if not self.names.add(record.session) and self._written(record.session, parts):
                 raise StoreError(f"session {record.session!r} appears twice in one write")
             # Each record's canonical form, a line of its own: verification can hash it as it is.
-            parts.append((b"    " if not self.names else b",\n    ") + canonical(record))
-            self.names.add(record.session)
+            parts.append((b"    " if first else b",\n    ") + canonical(record))
         self.handle.write(b"".join(parts))
+
+    def _written(self, name: str, pending: list[bytes]) -> bool:
+        """Whether a record of this name is in the file so far or in ``pending`` (read back
+        without moving the write position; only when a name's hash was met before). Each
+        record is one line (canonical JSON holds no raw newline)."""
+        self.handle.flush()
+        fd, offset, tail = self.handle.fileno(), 0, b""
+        while chunk := os.pread(fd, 1 << 20, offset):  # a megabyte at a time: memory stays flat
+            offset += len(chunk)
+            *lines, tail = (tail + chunk).split(b"\n")
+            if any(_names_record(line, name) for line in lines):
+                return True
+        return any(_names_record(line, name) for line in (tail + b"".join(pending)).split(b"\n"))
 
     def finish(self, rest: dict[str, Any]) -> None:
         self.handle.write(b"\n  ]")
         for key, value in rest.items():
             self.handle.write(b",\n  " + compact_bytes(key) + b": " + compact_bytes(value))
         self.handle.write(b"\n}\n")
+
+
+def _names_record(line: bytes, name: str) -> bool:
+    """Whether a line of a streamed store is a record named ``name`` (the head is not)."""
+    text = line.strip().strip(b",").strip()
+    if not text.startswith(b"{") or not text.endswith(b"}"):
+        return False
+    try:
+        found = loads(text)
+    except ValueError:
+        return False
+    return isinstance(found, dict) and found.get("session") == name
 
 
 def _name(item: Any) -> Any:
