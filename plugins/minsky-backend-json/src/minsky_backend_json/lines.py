@@ -142,8 +142,9 @@ def _tail(text: bytes, layout: Layout) -> None:
         if text:
             raise NotLines("data after the array")
     elif text != b"}":
-        if not text.startswith(b","):
-            raise NotLines("neither a comma nor the end of the object after the list")
+        if not text.startswith(b",") or not text[1:].lstrip(_WS).startswith(b'"'):
+            # "],}" would decode as {} below: a comma must be followed by a key, as JSON says.
+            raise NotLines("neither a comma and a key nor the end of the object after the list")
         try:
             rest = loads(b"{" + text[1:])
         except ValueError:

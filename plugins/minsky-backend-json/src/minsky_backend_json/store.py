@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -460,6 +461,29 @@ def _name(item: Any) -> Any:
     return item.get("session") if isinstance(item, dict) else None
 
 
+# A key spelt with an escaped ASCII letter ("sess\u0069ons"): no encoder writes one, a forger might.
+_ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9a-fA-F]")
+
+
+def _two_lists(data: bytes) -> bool:
+    """Whether the top-level object names ``sessions`` twice. A decoder keeps the last one and a
+    write would drop the first, so such a file is refused as the streamed read refuses it. The
+    careful second decode runs only when the bytes allow a repeat (rare: the quoted word twice)."""
+    if data.count(b'"sessions"') < 2 and not (b"\\u00" in data and _ESCAPED_LETTER.search(data)):
+        return False
+    outermost: list[list[tuple[str, Any]]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        outermost[:] = [items]  # objects close innermost first: the last one seen is the top level
+        return dict(items)
+
+    try:
+        json.loads(data.decode("utf-8", "surrogateescape"), object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return False  # the first decode accepted it; nothing more to say here
+    return bool(outermost) and [k for k, _ in outermost[0]].count("sessions") > 1
+
+
 def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
     """Decode a store, or fail naming the file and the position of the problem."""
     if not data.strip():
@@ -484,6 +508,11 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
                 hint=f"a backup is restored with: minsky sessiondb restore --backup {path} --to json"
                 if isinstance(value.get("data"), dict)
                 else None,
+            )
+        if _two_lists(data):
+            raise StoreError(
+                f"{path} holds two 'sessions' lists; refusing to guess which one counts",
+                hint="keep one of them (a write would keep only the last)",
             )
         doc = Document(value)
     else:
