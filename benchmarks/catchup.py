@@ -1,13 +1,19 @@
 """How long writers wait while ``migrate to --set-default`` finishes (issue 12).
 
     python benchmarks/catchup.py --n 100000 [--directions json->sqlite,...] [--writers 2]
+        [--json-writers 1] [--keep DIR]
 
-For each direction: a source of N realistic records, ``--writers`` processes running
-``minsky session start`` in a loop throughout, and ``migrate to TARGET --set-default``.
-It prints the locked step minsky reports (``catchUp.lockedSeconds``: re-read the source,
-copy what changed, mark it moved, switch the default), how many late changes it copied,
-and the longest single ``session start`` any writer saw (its wait included). Results go to
-``benchmarks/results/catchup-<n>.json``.
+For each direction: a fresh copy of a source of N realistic records, ``--writers`` processes
+running ``minsky session start`` in a loop throughout (``--json-writers`` for a JSON source:
+each of its calls parses and rewrites the whole document, ~6 GB at 1M), and ``migrate to
+TARGET --set-default``. It prints the locked step minsky reports (``catchUp.lockedSeconds``:
+re-read the source, copy what changed since the last unlocked pass, mark it moved, switch
+the default), how many late changes the whole catch-up copied, the longest single
+``session start`` any writer saw (its wait included), the writers' exit codes, and the
+machine's 1-minute load average during the migration (mean and highest, sampled each
+second). The sources are generated once into ``--keep DIR`` (and a PostgreSQL template
+database) and reused by later runs, so 1,000,000 records can be measured one direction at a
+time. Results are appended to ``benchmarks/results/catchup-<n>.json``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from dataset import write_json_store  # noqa: E402
 from migrate import DEFAULT_PG, Databases, flags, run  # noqa: E402
 
-DIRECTIONS = ["json->sqlite", "sqlite->postgres", "postgres->json"]
+DIRECTIONS = [f"{a}->{b}" for a in ("json", "sqlite", "postgres") for b in ("json", "sqlite", "postgres") if a != b]
 MIGRATE = [sys.executable, "-m", "minsky", "sessiondb", "migrate", "to"]
 
 
@@ -59,17 +68,52 @@ def writer(env: dict[str, str], stop: Path, log: Path, prefix: str) -> int:
     os._exit(0)
 
 
-def one(direction: str, n: int, writers: int, work: Path, sources: dict[str, str], dbs: Databases) -> dict[str, Any]:
+def fresh_source(backend: str, pristine: dict[str, str], case: Path, dbs: Databases) -> str:
+    """A copy of the generated source: each direction marks the one it leaves as moved."""
+    if backend == "postgres":
+        name = f"minsky_bench_{os.urandom(5).hex()}"
+        dbs.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pristine["postgres"]}"')
+        dbs.names.append(name)
+        return str(dbs.make(dbs.base, dbname=name))
+    copy = case / f"source.{'db' if backend == 'sqlite' else 'json'}"
+    shutil.copyfile(pristine[backend], copy)
+    return str(copy)
+
+
+class LoadSampler:
+    """The 1-minute load average, sampled each second on a thread while the migration runs."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadSampler:
+        self.samples.append(os.getloadavg()[0])
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+
+def one(direction: str, n: int, writers: int, work: Path, pristine: dict[str, str], dbs: Databases) -> dict[str, Any]:
     src, dst = direction.split("->")
-    case = work / direction.replace("->", "-to-")
-    case.mkdir()
+    case = Path(tempfile.mkdtemp(prefix=direction.replace("->", "-to-") + "-", dir=work))
     env = {
         "XDG_STATE_HOME": str(case / "state"),
         "XDG_CONFIG_HOME": str(case / "config"),
         "HOME": str(case),
     }
+    source = fresh_source(src, pristine, case, dbs)
     (case / "config" / "minsky").mkdir(parents=True)
-    (case / "config" / "minsky" / "config.toml").write_text(config_for(src, sources[src]), "utf-8")
+    (case / "config" / "minsky" / "config.toml").write_text(config_for(src, source), "utf-8")
     target = dbs.fresh() if dst == "postgres" else str(case / f"target.{'db' if dst == 'sqlite' else 'json'}")
     if dst == "postgres":  # set-default does not write a connection string (it may hold a password)
         env["MINSKY_POSTGRES_URL"] = target
@@ -77,29 +121,23 @@ def one(direction: str, n: int, writers: int, work: Path, sources: dict[str, str
     logs = [case / f"writer-{k}.log" for k in range(writers)]
     pids = [writer(env, stop, logs[k], f"{direction}-{k}") for k in range(writers)]
     try:
-        seconds, rss, out = run(
-            [
-                sys.executable,
-                "-m",
-                "minsky",
-                *["sessiondb", "migrate", "to"],
-                dst,
-                *flags(dst, target),
-                "--set-default",
-                "--json",
-            ],
-            env,
-        )
+        with LoadSampler() as load:
+            seconds, rss, out = run(
+                [*MIGRATE, dst, *flags(dst, target), "--set-default", "--json"],
+                env,
+            )
     finally:
         stop.touch()
         for pid in pids:
             os.waitpid(pid, 0)
     report = json.loads(out)
-    waits = [float(line.split()[0]) for log in logs for line in log.read_text().splitlines()]
-    codes = sorted({line.split()[1] for log in logs for line in log.read_text().splitlines()})
+    lines = [line.split() for log in logs for line in log.read_text().splitlines()]
+    waits = [float(wait) for wait, _ in lines]
+    codes = {code: sum(1 for _, c in lines if c == code) for code in sorted({c for _, c in lines})}
     result = {
         "direction": direction,
         "n": n,
+        "writers": writers,
         "migrationSeconds": round(seconds, 2),
         "peakRssMb": round(rss),
         "lockedSeconds": report["catchUp"]["lockedSeconds"],
@@ -108,13 +146,51 @@ def one(direction: str, n: int, writers: int, work: Path, sources: dict[str, str
         "writerCalls": len(waits),
         "writerExitCodes": codes,
         "longestWriterCallSeconds": round(max(waits), 3) if waits else None,
+        "loadAverage": {"mean": round(statistics.fmean(load.samples), 1), "max": round(max(load.samples), 1)},
     }
     print(
         f"{direction:18} n={n:,}: migration {seconds:.1f}s, locked step {result['lockedSeconds']:.2f}s "
         f"({result['lateWritten']} late sessions copied), longest writer call {result['longestWriterCallSeconds']}s, "
-        f"writer exit codes {codes}"
+        f"writer exit codes {codes}, load {result['loadAverage']['mean']} (max {result['loadAverage']['max']})",
+        flush=True,
     )
+    shutil.rmtree(case, ignore_errors=True)
     return result
+
+
+def prepare(n: int, keep: Path, dbs: Databases, env: dict[str, str]) -> dict[str, str]:
+    """The sources, generated once into ``keep`` (and a template database) and then reused."""
+    keep.mkdir(parents=True, exist_ok=True)
+    template = f"minsky_bench_catchup_src_{n}"
+    pristine = {"json": str(keep / "source.json"), "sqlite": str(keep / "source.db"), "postgres": template}
+    if not Path(pristine["json"]).exists():
+        print(f"generating {n:,} records…", file=sys.stderr, flush=True)
+        write_json_store(Path(pristine["json"]).with_suffix(".tmp"), n)
+        os.replace(Path(pristine["json"]).with_suffix(".tmp"), pristine["json"])
+    if not Path(pristine["sqlite"]).exists():
+        building = keep / "building.db"
+        building.unlink(missing_ok=True)
+        run(
+            [*MIGRATE, "sqlite", "--from", "json", *flags("json", pristine["json"]), *flags("sqlite", str(building))],
+            env,
+        )
+        os.replace(building, pristine["sqlite"])
+    if dbs.admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,)).fetchone() is None:
+        building_url = dbs.fresh()
+        run(
+            [
+                *MIGRATE,
+                "postgres",
+                "--from",
+                "json",
+                *flags("json", pristine["json"]),
+                *flags("postgres", building_url),
+            ],
+            env,
+        )
+        building_name = dbs.names.pop()
+        dbs.admin.execute(f'ALTER DATABASE "{building_name}" RENAME TO "{template}"')
+    return pristine
 
 
 def main() -> None:
@@ -122,35 +198,28 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--directions", default=",".join(DIRECTIONS))
     parser.add_argument("--writers", type=int, default=2)
+    parser.add_argument("--json-writers", type=int, default=None, help="writers of a JSON source (default --writers)")
+    parser.add_argument("--keep", type=Path, default=None, help="where the generated sources are kept for reuse")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="minsky-bench-catchup-"))
+    keep = args.keep or work / "sources"
     dbs = Databases(os.environ.get("MINSKY_BENCH_POSTGRES_URL", DEFAULT_PG))
     env = {"XDG_STATE_HOME": str(work / "state"), "XDG_CONFIG_HOME": str(work / "config")}
-    results = []
-    try:
-        print(f"generating {args.n:,} records…", file=sys.stderr)
-        sources = {"json": str(work / "source.json"), "sqlite": str(work / "source.db"), "postgres": dbs.fresh()}
-        write_json_store(Path(sources["json"]), args.n)
-        for backend in ("sqlite", "postgres"):
-            run(
-                [
-                    *MIGRATE,
-                    backend,
-                    "--from",
-                    "json",
-                    *flags("json", sources["json"]),
-                    *flags(backend, sources[backend]),
-                ],
-                env,
-            )
-        for direction in args.directions.split(","):
-            results.append(one(direction, args.n, args.writers, work, sources, dbs))
-    finally:
-        dbs.close()
     out = HERE / "results" / f"catchup-{args.n}.json"
     out.parent.mkdir(exist_ok=True)
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
-    out.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n", "utf-8")
+    try:
+        pristine = prepare(args.n, keep, dbs, env)
+        for direction in args.directions.split(","):
+            json_source = direction.startswith("json->")
+            writers = args.json_writers if json_source and args.json_writers is not None else args.writers
+            result = one(direction, args.n, writers, work, pristine, dbs)
+            previous = json.loads(out.read_text("utf-8"))["results"] if out.exists() else []
+            results = [r for r in previous if r["direction"] != direction] + [result]
+            out.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n", "utf-8")
+    finally:
+        dbs.close()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {out}")
 
 

@@ -92,6 +92,20 @@ class BulkWriter(Protocol):
         """Upsert a batch into the staging area; nothing is visible yet."""
 
 
+@runtime_checkable
+class CatchUpWriter(BulkWriter, Protocol):
+    """Optional, on a ``BulkWriter``: what lets the last step of a migration (``minsky.catchup``)
+    go into the target in one write (one transaction, one rewrite of a file) while the
+    source's writers wait. Without it that step writes once per kind of change."""
+
+    def overwriting(self) -> BulkWriter:
+        """A writer into the same staging area that replaces records whatever ``on_conflict``
+        says (records this migration wrote itself); its names are not ``conflicts``."""
+
+    def delete(self, names: Sequence[str]) -> Sequence[str]:
+        """Remove ``names`` when the write commits; the names that were there."""
+
+
 class ReadableStore(Protocol):
     """What a migration needs of its source (a store, or a backup file)."""
 

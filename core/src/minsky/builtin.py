@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pluggy
 
-from minsky.backend import ReadableStore, SessionFilter, Store, VerifyReport
+from minsky.backend import CatchUpWriter, ReadableStore, SessionFilter, Store, VerifyReport
 from minsky.errors import UsageError
 from minsky.hookspecs import hookimpl
 from minsky.model import SessionRecord
@@ -53,6 +53,8 @@ class CorePlugin:
             assert batch.change is not None, "an update needs a change"
             change = batch.change
             return Written(records=[store.update(name, change) for name in batch.names])
+        if isinstance(batch.writer, CatchUpWriter):  # deletions staged with a migration's last step
+            return Written(deleted=batch.writer.delete(batch.names))
         return Written(deleted=[name for name in batch.names if store.delete(name)])
 
     @hookimpl(trylast=True)

@@ -22,6 +22,7 @@ import attrs
 from minsky import hooks
 from minsky.backend import (
     BulkWriter,
+    CatchUpWriter,
     LockableStore,
     MovedMark,
     OnConflict,
@@ -145,33 +146,22 @@ def finish_move(
     switch: Switch | None,
 ) -> CatchUp:
     """Copy what changed since the snapshot under the source's write lock; then, still
-    holding it, mark the source as moved and switch the default."""
+    holding it, mark the source as moved and switch the default.
+
+    The target is brought up to date without the lock first (``UNLOCKED_PASSES``), so the
+    locked step copies only what changed while that ran: one read of the source and one
+    write into the target (a single transaction, or a single rewrite of a JSON file)."""
     result = CatchUp(locked=isinstance(source, LockableStore))
+    if switch is not None:
+        _clear_mark(target)  # before any deletion below, which a marked store refuses
+    for _ in range(UNLOCKED_PASSES):
+        late = changes_since(snapshot, source)
+        if not late:
+            break
+        _apply(target, late, snapshot, on_conflict, admit, result)
     with _source_lock(source) as lock:
         started = time.perf_counter()
-        if switch is not None:
-            _clear_mark(target)  # before the deletions below, which a marked store refuses
-        late = changes_since(snapshot, source)
-        ours = [r for r in late.changed if r.session in snapshot.digests and r.session not in snapshot.not_written]
-        new = [r for r in late.changed if r.session not in snapshot.digests or r.session in snapshot.not_written]
-        if on_conflict == "skip":
-            new = [r for r in new if r.session not in snapshot.not_written]
-        ours, new = [r for r in ours if admit(r)], [r for r in new if admit(r)]
-        if ours:
-            result.written += write_all(target, ours, "overwrite")[0]
-        if new:
-            try:
-                handed, conflicts = write_all(target, new, on_conflict)
-            except ConflictError as exc:
-                raise ConflictError(
-                    f"{exc.message}; they were started in the source during the migration. "
-                    "The other sessions were copied; the default was not switched",
-                    hint=exc.hint,
-                ) from None
-            result.written += handed - (len(conflicts) if on_conflict == "skip" else 0)
-        for name in late.deleted:
-            if name not in snapshot.not_written and hooks.delete(target, name):
-                result.deleted += 1
+        _apply(target, changes_since(snapshot, source), snapshot, on_conflict, admit, result)
         if switch is not None:
             if lock is not None:
                 lock.mark_moved(switch.mark)
@@ -179,6 +169,82 @@ def finish_move(
             switch.apply()
         result.locked_seconds = time.perf_counter() - started
     return result
+
+
+UNLOCKED_PASSES = 2
+
+
+def _apply(
+    target: Store,
+    late: Changes,
+    snapshot: Snapshot,
+    on_conflict: OnConflict,
+    admit: Callable[[SessionRecord], bool],
+    result: CatchUp,
+) -> None:
+    """Write ``late`` into the target and move the snapshot forward to what was read.
+
+    Records this migration wrote before are replaced whatever ``on_conflict`` says; sessions
+    new to it follow the rule. With a writer that can also replace and delete (``CatchUpWriter``)
+    everything goes into the target in one write."""
+    mine = [r for r in late.changed if r.session in snapshot.digests and r.session not in snapshot.not_written]
+    new = [r for r in late.changed if r.session not in snapshot.digests or r.session in snapshot.not_written]
+    if on_conflict == "skip":
+        new = [r for r in new if r.session not in snapshot.not_written]
+    refused = {r.session for r in [*mine, *new] if not admit(r)}
+    mine = [r for r in mine if r.session not in refused]
+    new = [r for r in new if r.session not in refused]
+    gone = [name for name in late.deleted if name not in snapshot.not_written]
+    conflicts: list[str] = []
+    try:
+        if mine or new or gone:
+            conflicts = _write_changes(target, mine, new, gone, on_conflict, result)
+    except ConflictError as exc:
+        raise ConflictError(
+            f"{exc.message}; they were started in the source during the migration. "
+            "The other sessions were copied; the default was not switched",
+            hint=exc.hint,
+        ) from None
+    written = {r.session for r in [*mine, *new]} - (set(conflicts) if on_conflict == "skip" else set())
+    for record in late.changed:  # the snapshot moves forward to what was read
+        snapshot.digests[record.session] = short_digest(digest_form(record))
+        if record.session in written:
+            snapshot.not_written.discard(record.session)
+        else:  # refused, or left to a session the target holds (skip)
+            snapshot.not_written.add(record.session)
+    for name in late.deleted:
+        snapshot.digests.pop(name, None)
+        snapshot.not_written.discard(name)
+
+
+def _write_changes(
+    target: Store,
+    mine: list[SessionRecord],
+    new: list[SessionRecord],
+    gone: list[str],
+    on_conflict: OnConflict,
+    result: CatchUp,
+) -> list[str]:
+    """One write when the target's writer can replace and delete too; else one per kind."""
+    with open_writer(target, on_conflict) as writer:
+        batched = isinstance(writer, CatchUpWriter)
+        if new:
+            hooks.stage(target, writer, new)
+        if isinstance(writer, CatchUpWriter):
+            if mine:
+                hooks.stage(target, writer.overwriting(), mine)
+            if gone:
+                result.deleted += len(hooks.unstage(target, writer, gone))
+    conflicts: list[str] = list(getattr(writer, "conflicts", []))
+    result.written += len(new) + (len(mine) if batched else 0) - (len(conflicts) if on_conflict == "skip" else 0)
+    if batched:
+        return conflicts
+    if mine:
+        result.written += write_all(target, mine, "overwrite")[0]
+    for name in gone:
+        if hooks.delete(target, name):
+            result.deleted += 1
+    return conflicts
 
 
 def _clear_mark(target: Store) -> None:

@@ -8,7 +8,7 @@ part in every command. Called per stream or per batch, never per record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,11 @@ def delete(store: Store, name: str) -> bool:
 def stage(store: Store, writer: BulkWriter, records: list[SessionRecord]) -> None:
     """One batch of a migration or restore into the store's staging area."""
     _write(store, WriteBatch("upsert", records=records, writer=writer))
+
+
+def unstage(store: Store, writer: BulkWriter, names: Sequence[str]) -> Sequence[str]:
+    """Deletions staged in a migration's writer (a ``CatchUpWriter``): gone when it commits."""
+    return _write(store, WriteBatch("delete", names=names, writer=writer)).deleted
 
 
 def backup(

@@ -67,7 +67,8 @@ def write(store: Store, batch: WriteBatch) -> Written | None:
 
     :param store: the open store written to.
     :param batch: what to write: ``kind`` (insert, update, upsert, delete), the records
-        or names, and for an update the change to apply.
+        or names, and for an update the change to apply. A migration's last step may stage
+        deletions too: ``delete`` with ``batch.writer`` set.
     :return: ``Written``: the records as stored and the names deleted. ``firstresult``;
         core's implementation (the ``Store`` method) comes last. Raise to refuse a write:
         nothing of that batch is written.

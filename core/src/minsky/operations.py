@@ -23,7 +23,8 @@ class WriteBatch:
 
     ``insert`` adds ``records`` (a name taken is a ``ConflictError``); ``upsert`` stages
     ``records`` into ``writer`` (a migration's or restore's batch); ``update`` applies
-    ``change`` to the session in ``names`` atomically; ``delete`` removes ``names``.
+    ``change`` to the session in ``names`` atomically; ``delete`` removes ``names`` (with a
+    ``writer``: staged there, gone when a migration's last step commits).
     """
 
     kind: WriteKind

@@ -48,7 +48,7 @@ from minsky.filters import matches, page
 from minsky.model import SessionRecord
 from minsky.names import GrowingNameHashes
 from minsky.quarantine import write_quarantine
-from minsky_backend_json import lines, rewrite, turn
+from minsky_backend_json import lines, merge, rewrite, turn
 
 MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
 
@@ -232,15 +232,19 @@ class JsonStore:
             turn.give_way(self._lock_path, self.lock_timeout * (MIGRATION_PATIENCE + 1))
         timeout = self.lock_timeout * patience
         lock = filelock.FileLock(self._lock_path, timeout=timeout, mode=0o600)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise LockedError(
-                f"{self.path} is locked by another minsky process (waited {timeout:g}s)",
-                hint=f"check with: lsof {self.path}.lock",
-            ) from None
-        except OSError as exc:
-            raise os_error_to_store_error(exc, Path(f"{self.path}.lock")) from None
+        while True:
+            try:
+                lock.acquire()
+                break
+            except filelock.Timeout:
+                # A migration finishing (its claim live) holds the lock or is next: wait on.
+                if claimed or not turn.active(self._lock_path):
+                    raise LockedError(
+                        f"{self.path} is locked by another minsky process (waited {timeout:g}s)",
+                        hint=f"check with: lsof {self.path}.lock",
+                    ) from None
+            except OSError as exc:
+                raise os_error_to_store_error(exc, Path(f"{self.path}.lock")) from None
         try:
             mark = self.moved() if check_moved else None
             if mark is not None:
@@ -282,10 +286,22 @@ class JsonStore:
         return True
 
     @contextlib.contextmanager
-    def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_JsonBulkWriter | _StreamingWriter]:
+    def bulk_writer(
+        self, on_conflict: OnConflict = "overwrite"
+    ) -> Iterator[_JsonBulkWriter | _StreamingWriter | merge.MergingWriter]:
         # A migration may write into a store marked as moved (moving back): no marker check.
         # The lock is held from the conflict check to the replace: the rule holds at commit time.
         with self._locked(check_moved=False):
+            streamed = merge.scan(self.path)
+            if streamed is not None:  # a store minsky streamed: merged line by line, never parsed whole
+                merging = merge.MergingWriter(streamed, on_conflict)
+                yield merging
+                if merging.conflicts and on_conflict == "fail":
+                    raise conflict_at_commit(str(self.path), merging.conflicts)
+                if merging.changed:
+                    with atomic_writer(self.path) as handle:
+                        merging.commit(self.path, handle)
+                return
             doc = self._load()
             # Merging into records already there, or keeping the original's bare array:
             # the document is written whole.
@@ -384,12 +400,12 @@ class _JsonBulkWriter:
         self.conflicts: list[str] = []
         self.changed = False
 
-    def write(self, batch: Sequence[SessionRecord]) -> None:
+    def write(self, batch: Sequence[SessionRecord], *, replace: bool = False) -> None:
         sessions = self.doc["sessions"]
         for record in batch:
             data = record_to_dict(record)
             position = self.index.get(record.session)
-            if position is not None and position < self.before:  # held before this write began
+            if not replace and position is not None and position < self.before:  # held before this write began
                 self.conflicts.append(record.session)
                 if self.on_conflict != "overwrite":
                     continue
@@ -400,8 +416,32 @@ class _JsonBulkWriter:
                 sessions[position] = data
         self.changed = True
 
+    def overwriting(self) -> _Overwriting:
+        return _Overwriting(self)
 
-_STREAM_HEAD = b'{"sessions": [\n'
+    def delete(self, names: Sequence[str]) -> Sequence[str]:
+        """Drop records from the document (a migration's last step); the names that were there."""
+        there = [name for name in names if name in self.index]
+        if there:
+            drop = set(there)
+            self.before -= sum(1 for name in drop if self.index[name] < self.before)
+            self.doc["sessions"] = [item for item in self.doc["sessions"] if _name(item) not in drop]
+            self.index = {_name(item): i for i, item in enumerate(self.doc["sessions"])}
+            self.changed = True
+        return there
+
+
+class _Overwriting:
+    """The same document, replacing whatever the conflict rule says (a migration's own records)."""
+
+    def __init__(self, writer: _JsonBulkWriter) -> None:
+        self.writer = writer
+
+    def write(self, batch: Sequence[SessionRecord]) -> None:
+        self.writer.write(batch, replace=True)
+
+
+_STREAM_HEAD = merge.HEAD
 
 
 class _StreamingWriter:

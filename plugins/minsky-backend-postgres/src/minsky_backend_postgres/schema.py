@@ -27,6 +27,7 @@ TABLE = sql.Identifier("sessions")
 MIGRATIONS = sql.Identifier("minsky_schema_migrations")
 STAGING = sql.Identifier("minsky_staging")
 LOCK_KEY = 0x6D696E736B79  # "minsky": the advisory lock for schema changes
+STEP_KEY = LOCK_KEY + 1  # held by a migration's last step: writers past their lock wait wait on
 LOCK_WAIT = "30s"  # how long a writer queues behind a migration's table lock (as SQLite's busy timeout)
 LOCK_TIMEOUT = sql.SQL("SET LOCAL lock_timeout = {w}").format(w=sql.Literal(LOCK_WAIT))
 METADATA = sql.Identifier("minsky_metadata")  # minsky's key/value table: the moved marker, never in sessions
@@ -228,3 +229,28 @@ def set_moved_mark(conn: psycopg.Connection[Any], mark: MovedMark | None) -> Non
         ).format(m=METADATA),
         (MOVED_KEY, mark.to_json()),
     )
+
+
+def lock_for_writing(conn: psycopg.Connection[Any]) -> None:
+    """``ROW EXCLUSIVE`` on the sessions table (what every writer takes), waiting ``LOCK_WAIT``
+    at a time. Past it, a writer waits on while a migration's last step holds the table (its
+    advisory lock ``STEP_KEY`` is granted): that step is bounded, and the writer must not fail
+    because a migration is finishing. Each wait is a savepoint, so a timed-out one is undone."""
+    while True:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("LOCK TABLE {t} IN ROW EXCLUSIVE MODE").format(t=TABLE))
+            return
+        except psycopg.errors.LockNotAvailable:
+            if not migration_step_running(conn):
+                raise
+
+
+def migration_step_running(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1)",
+        (STEP_KEY >> 32, STEP_KEY & 0xFFFFFFFF),
+    ).fetchone()
+    return bool(row and row[0])

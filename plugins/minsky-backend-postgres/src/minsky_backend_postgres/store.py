@@ -124,7 +124,7 @@ class PostgresStore:
                 # Queue behind a migration's table lock, then read the marker it may have left
                 # (each statement of READ COMMITTED sees what committed before it).
                 conn.execute(schema.LOCK_TIMEOUT)
-                conn.execute(sql.SQL("LOCK TABLE {t} IN ROW EXCLUSIVE MODE").format(t=schema.TABLE))
+                schema.lock_for_writing(conn)
                 mark = schema.moved_mark(conn, self.location)
                 if mark is not None:
                     raise mark.refusal(self.location)
@@ -148,6 +148,7 @@ class PostgresStore:
         try:
             with conn.transaction():
                 conn.execute(schema.LOCK_TIMEOUT)
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.STEP_KEY,))  # writers see a step under way
                 conn.execute(sql.SQL("LOCK TABLE {t} IN EXCLUSIVE MODE").format(t=schema.TABLE))
                 yield _PgLock(conn)
         except psycopg.Error as exc:

@@ -24,7 +24,7 @@ from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
-from minsky_backend_sqlite import schema
+from minsky_backend_sqlite import schema, step
 
 _HEADER = b"SQLite format 3\x00"
 _KEY_IS = "session = ? COLLATE BINARY"  # exact names, whatever the column's collation
@@ -207,8 +207,10 @@ class SqliteStore:
                     conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
-                    if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
                         raise
+                    if time.monotonic() >= deadline and not step.active(self.path):
+                        raise  # (while a migration's last step holds the lock, writers wait on)
         finally:
             conn.execute(f"PRAGMA busy_timeout = {total_ms}")
 
@@ -260,7 +262,7 @@ class SqliteStore:
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[_SqliteLock]:
         # No schema upgrade: locking (and marking) an original's database leaves its tables alone.
-        with self._writer(check_moved=False, upgrade=False) as conn:
+        with step.claim(self.path), self._writer(check_moved=False, upgrade=False) as conn:
             yield _SqliteLock(conn)
 
     # -- reading -------------------------------------------------------------
