@@ -34,11 +34,20 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from common import LOCATION_FLAG, MINSKY, PLUGINS, Databases, measure  # noqa: E402
 from dataset import write_json_store  # noqa: E402
-from migrate import DEFAULT_PG, Databases, flags, run  # noqa: E402
 
 DIRECTIONS = [f"{a}->{b}" for a in ("json", "sqlite", "postgres") for b in ("json", "sqlite", "postgres") if a != b]
-MIGRATE = [sys.executable, "-m", "minsky", "sessiondb", "migrate", "to"]
+MIGRATE = [*MINSKY, "sessiondb", "migrate", "to"]
+
+
+def flags(backend: str, location: str) -> list[str]:
+    return [LOCATION_FLAG[backend], location]
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    done = measure(cmd, env)
+    return done.seconds, done.peak_mb, done.out
 
 
 def config_for(backend: str, location: str) -> str:
@@ -61,20 +70,22 @@ def writer(env: dict[str, str], stop: Path, log: Path, prefix: str) -> int:
         i = 0
         while not stop.exists():
             i += 1
-            started = time.perf_counter()
+            began, started = time.time(), time.perf_counter()
             code = cli.main(["session", "start", f"{prefix}-{i}", "--repo", "https://h/a/b"], standalone_mode=False)
-            out.write(f"{time.perf_counter() - started:.4f} {code or 0}\n")
+            out.write(f"{time.perf_counter() - started:.4f} {code or 0} {began:.3f}\n")
             out.flush()
     os._exit(0)
 
 
 def fresh_source(backend: str, pristine: dict[str, str], case: Path, dbs: Databases) -> str:
     """A copy of the generated source: each direction marks the one it leaves as moved."""
+    from psycopg.conninfo import make_conninfo
+
     if backend == "postgres":
         name = f"minsky_bench_{os.urandom(5).hex()}"
         dbs.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pristine["postgres"]}"')
         dbs.names.append(name)
-        return str(dbs.make(dbs.base, dbname=name))
+        return str(make_conninfo(dbs.base, dbname=name))
     copy = case / f"source.{'db' if backend == 'sqlite' else 'json'}"
     shutil.copyfile(pristine[backend], copy)
     return str(copy)
@@ -126,14 +137,20 @@ def one(direction: str, n: int, writers: int, work: Path, pristine: dict[str, st
                 [*MIGRATE, dst, *flags(dst, target), "--set-default", "--json"],
                 env,
             )
+        ended = time.time()
     finally:
         stop.touch()
         for pid in pids:
             os.waitpid(pid, 0)
     report = json.loads(out)
     lines = [line.split() for log in logs for line in log.read_text().splitlines()]
-    waits = [float(wait) for wait, _ in lines]
-    codes = {code: sum(1 for _, c in lines if c == code) for code in sorted({c for _, c in lines})}
+    waits = [float(wait) for wait, *_ in lines]
+    codes = {code: sum(1 for _, c, _ in lines if c == code) for code in sorted({c for _, c, _ in lines})}
+    # Which exit-8 calls waited while the locked step ran (it ends as the migration does; 2 s
+    # allowed for the report): those would be the migration's doing, the others writer against writer.
+    step = (ended - report["catchUp"]["lockedSeconds"] - 2.0, ended)
+    locked_out = [(float(b), float(b) + float(w)) for w, c, b in lines if c == "8"]
+    during = sum(1 for b, e in locked_out if b < step[1] and e > step[0])
     result = {
         "direction": direction,
         "n": n,
@@ -145,13 +162,15 @@ def one(direction: str, n: int, writers: int, work: Path, pristine: dict[str, st
         "lateDeleted": report["catchUp"]["deleted"],
         "writerCalls": len(waits),
         "writerExitCodes": codes,
+        "exit8DuringLockedStep": during,
         "longestWriterCallSeconds": round(max(waits), 3) if waits else None,
         "loadAverage": {"mean": round(statistics.fmean(load.samples), 1), "max": round(max(load.samples), 1)},
     }
     print(
         f"{direction:18} n={n:,}: migration {seconds:.1f}s, locked step {result['lockedSeconds']:.2f}s "
         f"({result['lateWritten']} late sessions copied), longest writer call {result['longestWriterCallSeconds']}s, "
-        f"writer exit codes {codes}, load {result['loadAverage']['mean']} (max {result['loadAverage']['max']})",
+        f"writer exit codes {codes} ({during} exit 8 during the step), "
+        f"load {result['loadAverage']['mean']} (max {result['loadAverage']['max']})",
         flush=True,
     )
     shutil.rmtree(case, ignore_errors=True)
@@ -203,7 +222,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="minsky-bench-catchup-"))
     keep = args.keep or work / "sources"
-    dbs = Databases(os.environ.get("MINSKY_BENCH_POSTGRES_URL", DEFAULT_PG))
+    dbs = Databases()
+    # The built-in backends only (the audit example would log every record); writers inherit it.
+    os.environ["MINSKY_LOAD_PLUGINS"] = os.environ.get("MINSKY_LOAD_PLUGINS", PLUGINS)
     env = {"XDG_STATE_HOME": str(work / "state"), "XDG_CONFIG_HOME": str(work / "config")}
     out = HERE / "results" / f"catchup-{args.n}.json"
     out.parent.mkdir(exist_ok=True)
