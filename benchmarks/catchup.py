@@ -177,7 +177,7 @@ def one(direction: str, n: int, writers: int, work: Path, pristine: dict[str, st
     return result
 
 
-def prepare(n: int, keep: Path, dbs: Databases, env: dict[str, str]) -> dict[str, str]:
+def prepare(n: int, keep: Path, dbs: Databases, env: dict[str, str], needed: set[str]) -> dict[str, str]:
     """The sources, generated once into ``keep`` (and a template database) and then reused."""
     keep.mkdir(parents=True, exist_ok=True)
     template = f"minsky_bench_catchup_src_{n}"
@@ -186,7 +186,7 @@ def prepare(n: int, keep: Path, dbs: Databases, env: dict[str, str]) -> dict[str
         print(f"generating {n:,} records…", file=sys.stderr, flush=True)
         write_json_store(Path(pristine["json"]).with_suffix(".tmp"), n)
         os.replace(Path(pristine["json"]).with_suffix(".tmp"), pristine["json"])
-    if not Path(pristine["sqlite"]).exists():
+    if "sqlite" in needed and not Path(pristine["sqlite"]).exists():
         building = keep / "building.db"
         building.unlink(missing_ok=True)
         run(
@@ -194,7 +194,8 @@ def prepare(n: int, keep: Path, dbs: Databases, env: dict[str, str]) -> dict[str
             env,
         )
         os.replace(building, pristine["sqlite"])
-    if dbs.admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,)).fetchone() is None:
+    exists = dbs.admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,)).fetchone()
+    if "postgres" in needed and exists is None:
         building_url = dbs.fresh()
         run(
             [
@@ -230,8 +231,9 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
     try:
-        pristine = prepare(args.n, keep, dbs, env)
-        for direction in args.directions.split(","):
+        directions = args.directions.split(",")
+        pristine = prepare(args.n, keep, dbs, env, {d.split("->")[0] for d in directions})
+        for direction in directions:
             json_source = direction.startswith("json->")
             writers = args.json_writers if json_source and args.json_writers is not None else args.writers
             result = one(direction, args.n, writers, work, pristine, dbs)
