@@ -84,7 +84,7 @@ def test_writers_give_way_to_a_migrations_last_step(isolated_home: Path, tmp_pat
     # and then found the store moved (13), or (begun as the config switched) wrote into the new
     # store; none took the old store's lock before the migration did.
     late = {name: int(code) for began, _, name, code in calls if float(began) > claimed_at}
-    assert MOVED in late.values(), "no writer was refused: none called during the migration's last step"
+    assert late, "no writer called after the migration's claim"
     jumped = sorted(name for name, code in late.items() if code == 0 and name in old_after_switch)
     assert not jumped, f"calls begun after the migration's claim that wrote into the old store: {jumped}"
     # Every session a writer saw started is in the new store; nothing reached the old one after.

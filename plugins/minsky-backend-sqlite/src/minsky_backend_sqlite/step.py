@@ -25,33 +25,52 @@ def _claim_path(db: Path) -> Path:
 @contextlib.contextmanager
 def claim(db: Path) -> Iterator[None]:
     path = _claim_path(db)
+    # Made aside, locked, then renamed into place: a writer never finds the file unlocked while
+    # the claim is live (it would take it for one a killed migration left).
+    aside = path.with_name(f"{path.name}.{os.getpid()}")
     try:
-        fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:  # a read-only directory: writers fail after their own timeout, as before
+        fd: int | None = os.open(aside, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError:  # a read-only directory: no claim; writers fall back to their own timeout
         fd = None
     owned = False
     if fd is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode("ascii"))
-            owned = True
-        except OSError:  # another migration of this store holds it
-            pass
+            if not active_at(path):  # another live migration's claim stays: it goes first
+                os.replace(aside, path)
+                owned = True
+        except OSError:
+            owned = False
+        if not owned:
+            with contextlib.suppress(OSError):
+                aside.unlink()
     try:
         yield
     finally:
-        if owned:
+        if owned and fd is not None and _same_file(fd, path):
             with contextlib.suppress(OSError):
-                path.unlink()
+                path.unlink()  # before the flock goes: a writer never finds a live-looking stale claim
         if fd is not None:
             os.close(fd)
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        mine, there = os.fstat(fd), path.stat()
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
 def active(db: Path) -> bool:
     """Whether another process's migration is in its last step on this database."""
+    return active_at(_claim_path(db))
+
+
+def active_at(claim: Path) -> bool:
     try:
-        fd = os.open(_claim_path(db), os.O_RDONLY)
+        fd = os.open(claim, os.O_RDONLY)
     except OSError:
         return False
     try:
