@@ -146,11 +146,12 @@ def one(direction: str, n: int, writers: int, work: Path, pristine: dict[str, st
     lines = [line.split() for log in logs for line in log.read_text().splitlines()]
     waits = [float(wait) for wait, *_ in lines]
     codes = {code: sum(1 for _, c, _ in lines if c == code) for code in sorted({c for _, c, _ in lines})}
-    # Which exit-8 calls waited while the locked step ran (it ends as the migration does; 2 s
-    # allowed for the report): those would be the migration's doing, the others writer against writer.
+    # Which exit-8 calls gave up while the locked step ran (it ends as the migration does; 2 s
+    # allowed for the report): those would be the migration's doing. One that gives up later began
+    # after the switch, behind another writer of the new store.
     step = (ended - report["catchUp"]["lockedSeconds"] - 2.0, ended)
-    locked_out = [(float(b), float(b) + float(w)) for w, c, b in lines if c == "8"]
-    during = sum(1 for b, e in locked_out if b < step[1] and e > step[0])
+    gave_up = [float(b) + float(w) for w, c, b in lines if c == "8"]
+    during = sum(1 for e in gave_up if step[0] <= e <= step[1])
     result = {
         "direction": direction,
         "n": n,
@@ -173,6 +174,12 @@ def one(direction: str, n: int, writers: int, work: Path, pristine: dict[str, st
         f"load {result['loadAverage']['mean']} (max {result['loadAverage']['max']})",
         flush=True,
     )
+    if "8" in codes:  # the calls' times, to look at
+        kept = HERE / "results" / f"catchup-{n}-{direction.replace('->', '-to-')}-writers"
+        kept.mkdir(parents=True, exist_ok=True)
+        for log in logs:
+            shutil.copyfile(log, kept / log.name)
+        print(f"  writer logs (seconds, exit code, start time) kept in {kept}", flush=True)
     shutil.rmtree(case, ignore_errors=True)
     return result
 
