@@ -45,3 +45,20 @@ def test_the_flat_snapshot_answers_as_a_dict(monkeypatch: pytest.MonkeyPatch, se
     changed_blobs, deleted = _old_changes(expected, now)
     found = _changes(snapshot, [b for b in now if b not in changed_blobs], "test")
     assert found.changed == [] and sorted(found.deleted) == sorted(deleted)
+
+
+def test_a_name_dropped_stays_dropped_and_can_come_back() -> None:
+    """A session the catch-up saw deleted leaves the snapshot (a later deletion is not counted
+    twice); started again under the same name, it is back."""
+    from minsky.snapshot import ShortDigests
+
+    digests = ShortDigests()
+    for i in range(5):
+        digests[f"n{i}"] = bytes([i]) * 8
+    assert digests.pop("n2") == bytes([2]) * 8
+    assert "n2" not in digests and digests.pop("n2") is None
+    digests["n5"] = bytes([5]) * 8  # a later entry rebuilds the index: the drop must survive it
+    assert "n2" not in digests and len(digests) == 5
+    assert bytes([2]) * 8 not in set(digests.values())
+    digests["n2"] = bytes([7]) * 8
+    assert digests.get("n2") == bytes([7]) * 8 and len(digests) == 6

@@ -41,6 +41,7 @@ class ShortDigests:
         self._width = 8
         self._by_name: tuple[list[array[int]], list[array[int]]] | None = None
         self._replaced: bytearray | None = None  # entries a later one of the same name replaced
+        self._removed: set[int] = set()  # entries dropped by name (sessions a catch-up saw deleted)
 
     def __setitem__(self, name: str, digest: bytes) -> None:
         self._names += name.encode("utf-8", "surrogatepass")
@@ -76,6 +77,8 @@ class ShortDigests:
                     if name in last:
                         replaced[last[name]] = 1
                     last[name] = i
+        for i in self._removed:
+            replaced[i] = 1
         self._replaced = replaced
         if keep:
             self._by_name = index
@@ -103,6 +106,15 @@ class ShortDigests:
     def get(self, name: str) -> bytes | None:
         i = self._entry(name)
         return None if i is None else self._digest(i)
+
+    def pop(self, name: str, default: bytes | None = None) -> bytes | None:
+        """Drop ``name`` (a session deleted since); its digest, or ``default``."""
+        i = self._entry(name)
+        if i is None:
+            return default
+        self._removed.add(i)
+        self._replaced_entries()[i] = 1
+        return self._digest(i)
 
     def _live(self) -> Iterator[int]:
         replaced = self._replaced_entries()
