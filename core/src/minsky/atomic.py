@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -189,3 +190,68 @@ def refuse_foreign_sqlite(conn: Any, path: Path, tables: frozenset[str]) -> None
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if names and not names & tables:
         raise _foreign(path, f"its tables are {', '.join(sorted(names))}")
+
+
+# -- claims: a migration's last step, advertised to a store's writers (the JSON and SQLite plugins) --
+
+
+@contextlib.contextmanager
+def claim_file(wanted: Path) -> Iterator[None]:
+    """Hold ``wanted`` as a live claim (this pid inside, an ``flock`` on it) for the ``with``
+    block. The kernel drops the flock when the process ends, so a claim left by a killed
+    process holds nobody up (``claimed`` says False)."""
+    # Made aside, locked, then renamed into place: a writer never finds the file unlocked while
+    # the claim is live (it would take it for one a killed migration left).
+    aside = wanted.with_name(f"{wanted.name}.{os.getpid()}")
+    try:
+        fd: int | None = os.open(aside, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError:  # a read-only directory: no claim; writers fall back to their own timeout
+        fd = None
+    owned = False
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, str(os.getpid()).encode("ascii"))
+            if not claimed(wanted):  # another live migration's claim stays: it goes first
+                os.replace(aside, wanted)
+                owned = True
+        except OSError:
+            owned = False
+        if not owned:
+            with contextlib.suppress(OSError):
+                aside.unlink()
+    try:
+        yield
+    finally:
+        if owned and fd is not None and _same_file(fd, wanted):
+            with contextlib.suppress(OSError):
+                wanted.unlink()  # before the flock goes: a writer never finds a live-looking stale claim
+        if fd is not None:
+            os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        mine, there = os.fstat(fd), path.stat()
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+def claimed(claim: Path) -> bool:
+    """Whether another live process holds the claim ``claim`` (see ``claim_file``)."""
+    try:
+        fd = os.open(claim, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.read(fd, 32).strip() != str(os.getpid()).encode("ascii")
+        except OSError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_UN)  # nobody holds it: left behind by a migration that ended
+        return False
+    finally:
+        os.close(fd)

@@ -15,11 +15,11 @@ process ends: a claim left by a killed migration (or a reused pid) holds nobody 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from minsky.atomic import claim_file, claimed
 
 POLL = 0.02
 
@@ -30,66 +30,13 @@ def _wanted(lock: Path) -> Path:
 
 @contextlib.contextmanager
 def claim(lock: Path) -> Iterator[None]:
-    wanted = _wanted(lock)
-    # Made aside, locked, then renamed into place: a writer never finds the file unlocked while
-    # the claim is live (it would take it for one a killed migration left).
-    aside = wanted.with_name(f"{wanted.name}.{os.getpid()}")
-    try:
-        fd: int | None = os.open(aside, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError:  # a read-only directory: no claim; writers fall back to their own timeout
-        fd = None
-    owned = False
-    if fd is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, str(os.getpid()).encode("ascii"))
-            if not active_at(wanted):  # another live migration's claim stays: it goes first
-                os.replace(aside, wanted)
-                owned = True
-        except OSError:
-            owned = False
-        if not owned:
-            with contextlib.suppress(OSError):
-                aside.unlink()
-    try:
+    with claim_file(_wanted(lock)):
         yield
-    finally:
-        if owned and fd is not None and _same_file(fd, wanted):
-            with contextlib.suppress(OSError):
-                wanted.unlink()  # before the flock goes: a writer never finds a live-looking stale claim
-        if fd is not None:
-            os.close(fd)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        mine, there = os.fstat(fd), path.stat()
-    except OSError:
-        return False
-    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 def active(lock: Path) -> bool:
     """Whether another process's migration has claimed the lock (and is still running)."""
-    return active_at(_wanted(lock))
-
-
-def active_at(claim: Path) -> bool:
-    try:
-        fd = os.open(claim, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.read(fd, 32).strip() != str(os.getpid()).encode("ascii")
-        except OSError:
-            return False
-        fcntl.flock(fd, fcntl.LOCK_UN)  # nobody holds it: left behind by a migration that ended
-        return False
-    finally:
-        os.close(fd)
+    return claimed(_wanted(lock))
 
 
 def give_way(lock: Path, timeout: float) -> None:
