@@ -3,7 +3,8 @@
 A symlink is followed: its target is replaced, and the link stays a link.
 
 minsky writes only minsky stores: ``refuse_foreign_json`` and ``refuse_foreign_sqlite``
-are what a backend calls before it writes into a file that already exists."""
+are what a backend calls before it writes into a file that already exists. ``file_token``
+is a file store's ``change_token`` (see ``minsky.backend.ChangeTokenStore``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import re
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -255,3 +257,37 @@ def claimed(claim: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+# -- change tokens: whether a file may have been written since an earlier look --------------------
+
+RACY_NS = 2_000_000_000
+"""How recent a timestamp may be before ``file_token`` cannot tell (git's "racy clean" rule)."""
+clock = time.time_ns  # what "now" is to ``file_token`` (tests move it forward)
+
+
+def file_token(path: Path, *, ctime: bool = True, absent: tuple[()] | None = None) -> tuple[int, ...] | None:
+    """A cheap token of ``path``: its device, inode, size, mtime and ctime (``ctime=False`` leaves
+    the ctime out, for a file something touches without writing). Two tokens are equal only if
+    the file was not written in between: every write moves mtime and ctime, a replacing rename
+    changes the inode, and the ctime cannot be set back.
+
+    None when it cannot tell: the file cannot be stat'ed, or a timestamp is within ``RACY_NS`` of
+    now. File timestamps tick coarsely (every few milliseconds; a file server's clock may lag), so
+    a file written in the tick the token is taken could be written again, same size, with the same
+    timestamps; one written seconds before cannot. An absent file is None too, unless ``absent``
+    is given: for a file whose content may not come and go unseen (a store's own file may: it can
+    be created, read and removed between two looks). ``absent`` also stands for an empty file
+    (which has no timestamps worth a look: nothing is in it either way)."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return absent
+    except OSError:
+        return None
+    if absent is not None and found.st_size == 0:
+        return absent
+    stamps = (found.st_mtime_ns, found.st_ctime_ns) if ctime else (found.st_mtime_ns,)
+    if max(stamps) >= clock() - RACY_NS:  # recent, or in the future: cannot tell
+        return None
+    return (found.st_dev, found.st_ino, found.st_size, *stamps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from minsky.atomic import write_bytes_atomic
-from minsky.errors import ConflictError, MovedError, StoreError
+from minsky.errors import ConflictError, MinskyError, MovedError, StoreError
 from minsky.model import SessionRecord
 
 OnConflict = Literal["fail", "skip", "overwrite"]
@@ -156,6 +156,36 @@ class Store(ReadableStore, Protocol):
 
     def close(self) -> None:
         """Release connections and handles; the store may not be used afterwards."""
+
+
+@runtime_checkable
+class ChangeTokenStore(Protocol):
+    """Optional: what spares a migration its second read of the source (``minsky.catchup``).
+
+    After the copy, the engine must tell whether the source changed while it was read; without
+    this method it reads the whole source again to compare. With it, it compares two tokens."""
+
+    def change_token(self) -> Hashable | None:
+        """A cheap value, compared with ``==`` to one an earlier call on this store returned,
+        that **must** differ if what ``read()`` returns may have changed since (it may differ
+        when nothing did: that costs only the read). None when the store cannot tell (a file
+        written too recently for its timestamps to tell two writes apart, no store yet): the
+        engine then reads the source again. It must not change the store, and a read must
+        leave it as it was. A token equal in error loses the writes made during a migration
+        without a word: when in doubt, return None. ``minsky.atomic.file_token`` is the token
+        of a file store."""
+
+
+def change_token(store: object) -> Hashable | None:
+    """``store.change_token()`` (a ``ChangeTokenStore``), or None: without it, or if it fails."""
+    method = getattr(store, "change_token", None)
+    if method is None:
+        return None
+    try:
+        token: Hashable | None = method()
+    except MinskyError:  # the read that follows reports what is wrong
+        return None
+    return token
 
 
 class ConflictAwareStore(Protocol):

@@ -6,6 +6,10 @@ source after that snapshot are found by comparing digests. With ``--set-default`
 they are copied under the source's write lock — writers wait, none is lost — the
 source is marked as moved and the default switched before the lock is released
 (``finish_move``). Without it they are only counted (``count_changes``).
+
+Finding them means reading the whole source again, unless the source has a change token
+(``ChangeTokenStore``): one taken just before the read a snapshot reflects, and equal now,
+says nothing changed since, and nothing is read.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import contextlib
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
 import attrs
@@ -30,6 +34,7 @@ from minsky.backend import (
     Store,
     WriteLock,
     accepts_on_conflict,
+    change_token,
 )
 from minsky.codec import canonical_stream, digest_form, loads, record_from_dict
 from minsky.errors import ConflictError, MinskyError
@@ -47,10 +52,12 @@ def short_digest(canonical_form: bytes) -> bytes:
 
 @attrs.define
 class Snapshot:
-    """What the bulk copy read (name → short digest) and which of those it did not write."""
+    """What the bulk copy read (name → short digest) and which of those it did not write;
+    ``token`` is the source's change token, taken just before the read the digests reflect."""
 
     digests: ShortDigests = attrs.field(factory=ShortDigests)  # ~40 bytes a record, not a dict's ~150
     not_written: set[str] = attrs.field(factory=set)
+    token: Hashable | None = None
 
 
 @attrs.define
@@ -108,8 +115,20 @@ def _changes(snapshot: Snapshot, blobs: Iterable[bytes], where: str) -> Changes:
     return found
 
 
+def late_changes(snapshot: Snapshot, store: ReadableStore) -> Changes:
+    """``changes_since``, unless the store's change token still equals the snapshot's: then
+    nothing changed since the read the snapshot reflects, and nothing is read. A read takes a
+    token first; the snapshot keeps it (``_apply`` moves the digests forward to that read)."""
+    token = change_token(store)
+    if token is not None and token == snapshot.token:
+        return Changes()
+    late = changes_since(snapshot, store)
+    snapshot.token = token
+    return late
+
+
 def count_changes(snapshot: Snapshot, store: ReadableStore) -> int:
-    return len(changes_since(snapshot, store))
+    return len(late_changes(snapshot, store))
 
 
 def open_writer(store: Store, on_conflict: OnConflict) -> AbstractContextManager[BulkWriter]:

@@ -26,7 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 import attrs
 
 from minsky import hooks
-from minsky.backend import OnConflict, ReadableStore, Store
+from minsky.backend import OnConflict, ReadableStore, Store, change_token
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
 from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_stream, digest_form, record_digest
 from minsky.coverage import source_gaps
@@ -222,7 +222,7 @@ def migrate(
         ).path
     written_digest = StoreDigest()
     source_digest = StoreDigest()
-    snapshot = Snapshot()
+    snapshot = Snapshot(token=None if dry_run else change_token(source.store))  # just before the read
 
     def admitted(records: Iterable[SessionRecord]) -> Iterator[SessionRecord]:
         for record in records:

@@ -28,6 +28,7 @@ import filelock
 from minsky.atomic import (
     atomic_writer,
     ensure_private_dir,
+    file_token,
     os_error_to_store_error,
     refuse_foreign_json,
     remove_stale_temps,
@@ -153,6 +154,11 @@ class JsonStore:
 
     def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
         return page((r for r in self.read() if matches(r, where)), where)
+
+    def change_token(self) -> tuple[int, ...] | None:
+        """The file's identity, size and timestamps (``file_token``): every writer of this format
+        replaces the file or rewrites it in place (the original Minsky), and either moves them."""
+        return file_token(self.path)
 
     def size_bytes(self) -> int | None:
         try:

@@ -248,6 +248,18 @@ class PostgresStore:
         records = (r for r in self._select(tail, params) if matches(r, where))
         return page(records, where)
 
+    def change_token(self) -> tuple[int, str] | None:
+        """How many rows the table holds and the sum of a 64-bit hash of each row's text (every
+        column, whatever the layout), computed by the server: any INSERT, UPDATE or DELETE
+        that changes what ``read()`` returns changes it (a collision is a 2**-64 chance). None
+        without a table (one may be created and dropped again between two calls)."""
+        with self._tx("fingerprinting the sessions table", snapshot=True) as conn:
+            exists = conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()
+            if not (exists and exists[0]):
+                return None
+            row = conn.execute(schema.FINGERPRINT).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
     def size_bytes(self) -> int | None:
         with self._tx("measuring the table", snapshot=True) as conn:
             # pg_total_relation_size of the regclass itself: NULL in, NULL out. Written with the

@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 
 from minsky import original
-from minsky.atomic import TEMP_PREFIX, ensure_private_dir, fsync_dir, refuse_foreign_sqlite
+from minsky.atomic import TEMP_PREFIX, ensure_private_dir, file_token, fsync_dir, refuse_foreign_sqlite
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
 from minsky.codec import canonical, check
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
@@ -348,6 +348,18 @@ class SqliteStore:
                 params = variants
             records = (r for r in self._select(conn, tail, params) if matches(r, where))
             yield from page(records, where)
+
+    def change_token(self) -> tuple[tuple[int, ...], ...] | None:
+        """The database file's and its WAL's identity, size and timestamps (``file_token``): a
+        commit writes one of them (the WAL, or the file itself in a rollback-journal mode), a
+        checkpoint the file. An empty WAL is as good as none (a connection opening the database
+        makes one; SQLite empties or removes it only after a checkpoint has written the file).
+        Not the -shm, which readers write too, nor the WAL's ctime: SQLite running as root
+        fchowns the WAL each time a connection opens it, writing nothing. A read leaves both as
+        they were (a WAL it made is removed again, ``_tidy_wal``)."""
+        db = file_token(self.path)
+        wal = file_token(Path(f"{self.path}-wal"), ctime=False, absent=())
+        return None if db is None or wal is None else (db, wal)
 
     def size_bytes(self) -> int | None:
         total = 0
