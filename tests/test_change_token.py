@@ -258,6 +258,29 @@ def test_an_sqlite_read_and_write_lock_leave_the_token_as_it_was(
     assert store.change_token() != before
 
 
+def test_an_sqlite_commit_still_in_the_wal_changes_the_token(tmp_path: Path, minsky: Invoke, clock_ahead: None) -> None:
+    """With another connection open, a writer's commit is not checkpointed when it closes: the
+    database file is as it was, and only the WAL tells."""
+    import sqlite3
+
+    from minsky_backend_sqlite.store import SqliteStore
+
+    source = seeded_source("sqlite", tmp_path, minsky, None)
+    assert source.path is not None
+    holder = sqlite3.connect(source.path)  # another process's connection, say
+    try:
+        holder.execute("SELECT count(*) FROM sessions").fetchall()
+        store = SqliteStore(source.path)
+        before, db = store.change_token(), source.path.stat()
+        assert before is not None
+        start_in(source, "late-1")
+        now = source.path.stat()
+        assert (now.st_size, now.st_mtime_ns) == (db.st_size, db.st_mtime_ns), "the commit reached the file"
+        assert store.change_token() != before
+    finally:
+        holder.close()
+
+
 # -- PostgreSQL: the server's fingerprint of the table --------------------------------------------
 
 
