@@ -10,11 +10,12 @@ token comparison itself is what finds (or rules out) a write. Writers are real p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +336,69 @@ def test_postgres_tokens_of_the_originals_tables(
             "DELETE FROM sessions WHERE session = 'task#002'",
         ],
     )
+
+
+# -- --set-default: the step under the source's lock ----------------------------------------------
+
+
+@contextlib.contextmanager
+def lock_watch(monkeypatch: pytest.MonkeyPatch, before: Callable[[], None] = lambda: None) -> Iterator[list[bool]]:
+    """``[True]`` while the migration holds the source's write lock; ``before`` runs just before
+    it asks for it (the unlocked passes are done)."""
+    from minsky import catchup
+
+    held: list[bool] = []
+    source_lock = catchup._source_lock
+
+    @contextlib.contextmanager
+    def watched(store: Any) -> Iterator[Any]:
+        before()
+        with source_lock(store) as lock:
+            held.append(True)
+            try:
+                yield lock
+            finally:
+                held.clear()
+
+    monkeypatch.setattr(catchup, "_source_lock", watched)
+    yield held
+
+
+@pytest.mark.parametrize("backend", ["json", "sqlite", "postgres"])
+def test_the_locked_step_reads_nothing_when_the_source_did_not_change(
+    backend: str,
+    minsky: Invoke,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    clock_ahead: None,
+) -> None:
+    source = seeded_source(backend, tmp_path, minsky, url_for(backend, request))
+    target = place(TARGET[backend], tmp_path, None, "target")
+    with lock_watch(monkeypatch) as held:
+        reads = counted_reads(monkeypatch, backend, when=lambda: bool(held))
+        report = migrate_from(minsky, source, target, "--set-default")
+    assert report["catchUp"]["markedMoved"] is True
+    assert report["catchUp"]["written"] == 0 and report["changedInSource"] == 0
+    assert reads == Counter(), f"the source was read while its writers waited: {reads}"
+
+
+@pytest.mark.parametrize("backend", ["json", "sqlite", "postgres"])
+def test_a_write_just_before_the_lock_is_copied_under_it(
+    backend: str,
+    minsky: Invoke,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    clock_ahead: None,
+) -> None:
+    """The unlocked passes found the source unchanged; a writer process starts a session before
+    the lock is taken: the token taken under the lock differs, and the session is copied."""
+    source = seeded_source(backend, tmp_path, minsky, url_for(backend, request))
+    target = place(TARGET[backend], tmp_path, None, "target")
+    tokens = tokens_taken(monkeypatch, backend)
+    with lock_watch(monkeypatch, before=lambda: start_in(source, "late-1")):
+        report = migrate_from(minsky, source, target, "--set-default")
+    assert report["catchUp"]["written"] == 1 and report["catchUp"]["markedMoved"] is True
+    assert "late-1" in target.read()
+    assert None not in tokens and len(set(map(repr, tokens))) == 2, tokens  # the copy's, then the lock's

@@ -174,13 +174,15 @@ def finish_move(
     if switch is not None:
         _clear_mark(target)  # before any deletion below, which a marked store refuses
     for _ in range(UNLOCKED_PASSES):
-        late = changes_since(snapshot, source)
+        late = late_changes(snapshot, source)
         if not late:
             break
         _apply(target, late, snapshot, on_conflict, admit, result)
     with _source_lock(source) as lock:
         started = time.perf_counter()
-        _apply(target, changes_since(snapshot, source), snapshot, on_conflict, admit, result)
+        # Unchanged since the last pass's read (its token equals the one taken under the lock):
+        # nothing to read, and the writers wait only for the mark and the switch.
+        _apply(target, late_changes(snapshot, source), snapshot, on_conflict, admit, result)
         if switch is not None:
             if lock is not None:
                 lock.mark_moved(switch.mark)
