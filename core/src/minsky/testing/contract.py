@@ -11,7 +11,7 @@ from typing import cast
 import attrs
 import pytest
 
-from minsky.backend import SessionFilter, Store, VerifyReport
+from minsky.backend import ChangeTokenStore, SessionFilter, Store, VerifyReport
 from minsky.codec import StoreDigest, canonical, canonical_stream
 from minsky.errors import ConflictError, MinskyError, NotFoundError, UsageError
 from minsky.testing.live_contract import LiveStoreContract
@@ -99,6 +99,28 @@ class StoreContract(LiveStoreContract):
         assert store.count() == 7
         first = store.get("gen-000000")
         assert first is not None and first.branch == "changed"
+
+    def test_change_token_moves_with_every_write(self, store: Store) -> None:
+        """``change_token()`` (optional): after a read, equal or None; after any write, different or
+        None. (A file store's token is None this soon after a write: its timestamps cannot tell.)"""
+        if not callable(getattr(store, "change_token", None)):
+            pytest.skip("no change_token(): every migration reads this store a second time")
+        tokens = cast(ChangeTokenStore, store)
+        _load(store, generated_records(5))
+        token = tokens.change_token()
+        assert sum(1 for _ in store.read()) == 5
+        assert tokens.change_token() in (token, None), "a read moved the change token"
+        writes: list[Callable[[], object]] = [
+            lambda: store.insert(generated_records(1, "new")[0]),
+            lambda: store.update("gen-000001", lambda r: attrs.evolve(r, branch="changed")),
+            lambda: store.delete("gen-000002"),
+            lambda: _load(store, [attrs.evolve(generated_records(1)[0], branch="bulk")]),
+        ]
+        for write in writes:
+            before = tokens.change_token()
+            write()
+            after = tokens.change_token()
+            assert after is None or after != before, "a write left the change token as it was"
 
     # -- single records ----------------------------------------------------------
 
