@@ -402,3 +402,20 @@ def test_a_write_just_before_the_lock_is_copied_under_it(
     assert report["catchUp"]["written"] == 1 and report["catchUp"]["markedMoved"] is True
     assert "late-1" in target.read()
     assert None not in tokens and len(set(map(repr, tokens))) == 2, tokens  # the copy's, then the lock's
+
+
+def test_a_symlinked_store_pointed_elsewhere_and_back_changes_the_token(tmp_path: Path, clock_ahead: None) -> None:
+    from minsky.atomic import file_token
+
+    real, other, link = tmp_path / "real.json", tmp_path / "other.json", tmp_path / "store.json"
+    real.write_bytes(b'{"sessions": []}')
+    other.write_bytes(b'{"sessions": [{"session": "x"}]}')
+    aged(real)
+    link.symlink_to(real)
+    before = file_token(link)
+    assert before is not None and file_token(link, ctime=False) is not None
+    link.unlink()
+    link.symlink_to(other)  # a reader here sees another store
+    link.unlink()
+    link.symlink_to(real)
+    assert file_token(link) != before

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -270,7 +271,8 @@ def file_token(path: Path, *, ctime: bool = True, absent: tuple[()] | None = Non
     """A cheap token of ``path``: its device, inode, size, mtime and ctime (``ctime=False`` leaves
     the ctime out, for a file something touches without writing). Two tokens are equal only if
     the file was not written in between: every write moves mtime and ctime, a replacing rename
-    changes the inode, and the ctime cannot be set back.
+    changes the inode, and the ctime cannot be set back. A symbolic link is followed, and the
+    link's own inode and ctime are in the token too (pointed elsewhere and back, it is new).
 
     None when it cannot tell: the file cannot be stat'ed, or a timestamp is within ``RACY_NS`` of
     now. File timestamps tick coarsely (every few milliseconds; a file server's clock may lag), so
@@ -280,7 +282,8 @@ def file_token(path: Path, *, ctime: bool = True, absent: tuple[()] | None = Non
     be created, read and removed between two looks). ``absent`` also stands for an empty file
     (which has no timestamps worth a look: nothing is in it either way)."""
     try:
-        found = path.stat()
+        here = path.lstat()
+        found = path.stat() if stat.S_ISLNK(here.st_mode) else here
     except FileNotFoundError:
         return absent
     except OSError:
@@ -288,6 +291,7 @@ def file_token(path: Path, *, ctime: bool = True, absent: tuple[()] | None = Non
     if absent is not None and found.st_size == 0:
         return absent
     stamps = (found.st_mtime_ns, found.st_ctime_ns) if ctime else (found.st_mtime_ns,)
-    if max(stamps) >= clock() - RACY_NS:  # recent, or in the future: cannot tell
+    link = () if here is found else (here.st_ino, here.st_ctime_ns)  # a link pointed elsewhere and back is new
+    if max((*stamps, *link[1:])) >= clock() - RACY_NS:  # recent, or in the future: cannot tell
         return None
-    return (found.st_dev, found.st_ino, found.st_size, *stamps)
+    return (found.st_dev, found.st_ino, found.st_size, *stamps, *link)
