@@ -282,7 +282,60 @@ def test_an_sqlite_commit_still_in_the_wal_changes_the_token(tmp_path: Path, min
         holder.close()
 
 
-# -- PostgreSQL: the server's fingerprint of the table --------------------------------------------
+def test_an_sqlite_wal_started_over_at_the_same_size_changes_the_token(tmp_path: Path, clock_ahead: None) -> None:
+    """The WAL's ctime is not in the token (SQLite as root fchowns it on every open): a WAL started
+    over after a checkpoint, as long as before, its mtime put back (``touch -d``, ``rsync -t``),
+    is told by its header's salts."""
+    import sqlite3
+
+    from minsky_backend_sqlite.store import SqliteStore
+
+    path = tmp_path / "s.db"
+    holder = sqlite3.connect(path, isolation_level=None)  # keeps the WAL from being removed
+    try:
+        holder.execute("PRAGMA journal_mode = WAL")
+        holder.execute("CREATE TABLE t (v TEXT)")
+        holder.execute("INSERT INTO t VALUES (?)", ("a" * 3000,))
+        holder.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        wal = Path(f"{path}-wal")
+        aged(path)
+        aged(wal)
+        store = SqliteStore(path)
+        before, size, stamps = store.change_token(), wal.stat().st_size, wal.stat()
+        assert before is not None
+        holder.execute("UPDATE t SET v = ?", ("b" * 3000,))  # starts the WAL over from its header
+        os.utime(wal, ns=(stamps.st_atime_ns, stamps.st_mtime_ns))
+        assert wal.stat().st_size == size, "the WAL grew: this test no longer restarts it in place"
+        assert store.change_token() != before
+    finally:
+        holder.close()
+
+
+def test_an_sqlite_store_named_through_a_symlink_sees_its_wal(
+    tmp_path: Path, minsky: Invoke, clock_ahead: None
+) -> None:
+    """SQLite keeps the WAL beside the file a link points to, not beside the link."""
+    import sqlite3
+
+    from minsky_backend_sqlite.store import SqliteStore
+
+    source = seeded_source("sqlite", tmp_path, minsky, None)
+    assert source.path is not None
+    link = tmp_path / "link.db"
+    link.symlink_to(source.path)
+    holder = sqlite3.connect(source.path)  # the commit below stays in the WAL
+    try:
+        holder.execute("SELECT count(*) FROM sessions").fetchall()
+        store = SqliteStore(link)
+        before = store.change_token()
+        assert before is not None
+        start_in(source, "late-1")
+        assert store.change_token() != before
+    finally:
+        holder.close()
+
+
+# -- PostgreSQL: the table's row versions and definition -----------------------------------------
 
 
 def pg_tokens_move(url: str, statements: list[str]) -> None:
@@ -320,6 +373,54 @@ def test_postgres_insert_update_and_delete_each_change_the_token(
             "DELETE FROM sessions WHERE session = 's-00003'",
         ],
     )
+
+
+def test_postgres_a_change_undone_still_moves_the_token(postgres_url: str, minsky: Invoke, tmp_path: Path) -> None:
+    """A token equal before and after must mean the read in between saw that same table. A change
+    made while the read took its snapshot and undone before the second look (found by an
+    adversarial run: a session deleted and put back, a TRUNCATE and reload, which an older
+    snapshot reads as empty) leaves the rows as they were, so a hash of them cannot tell."""
+    import psycopg
+
+    from minsky_backend_postgres.store import PostgresStore
+
+    seeded_source("postgres", tmp_path, minsky, postgres_url)
+    undone = [
+        [
+            "CREATE TABLE saved AS SELECT * FROM sessions WHERE session = 's-00007'",
+            "DELETE FROM sessions WHERE session = 's-00007'",
+            "INSERT INTO sessions SELECT * FROM saved",
+            "DROP TABLE saved",
+        ],
+        [
+            "CREATE TABLE saved AS SELECT * FROM sessions",
+            "TRUNCATE sessions",
+            "INSERT INTO sessions SELECT * FROM saved",
+            "DROP TABLE saved",
+        ],
+        ["UPDATE sessions SET branch = 'x' WHERE session = 's-00008'", "UPDATE sessions SET branch = branch"],
+        ["ALTER TABLE sessions ALTER COLUMN created_at TYPE text"],  # every createdAt now reads otherwise
+        ["ALTER TABLE sessions ADD COLUMN extra_col text DEFAULT 'x'"],  # no row rewritten
+        ["ALTER TABLE sessions DROP COLUMN extra_col"],
+    ]
+    store = PostgresStore(postgres_url)
+    try:
+        token = store.change_token()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:  # what else runs on the server
+            conn.execute("VACUUM (FREEZE, ANALYZE) sessions")
+            conn.execute("CREATE TABLE elsewhere (v int)")
+            conn.execute("INSERT INTO elsewhere VALUES (1)")
+            conn.execute("ANALYZE sessions")
+        assert store.change_token() == token, "VACUUM, ANALYZE or a write to another table moved the token"
+        for statements in undone:
+            token = store.change_token()
+            assert token is not None and store.change_token() == token
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+            assert store.change_token() != token, f"the token missed: {statements}"
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -248,17 +248,22 @@ class PostgresStore:
         records = (r for r in self._select(tail, params) if matches(r, where))
         return page(records, where)
 
-    def change_token(self) -> tuple[int, str] | None:
-        """How many rows the table holds and the sum of a 64-bit hash of each row's text (every
-        column, whatever the layout), computed by the server: any INSERT, UPDATE or DELETE
-        that changes what ``read()`` returns changes it (a collision is a 2**-64 chance). None
-        without a table (one may be created and dropped again between two calls)."""
-        with self._tx("fingerprinting the sessions table", snapshot=True) as conn:
+    def change_token(self) -> tuple[int, str, str, str] | None:
+        """How many row versions the table shows and a hash of where each lies and which
+        transaction wrote it (``ctid``, ``xmin``), with the transactions that last wrote the
+        table's catalog rows (``pg_class``, ``pg_attribute``: a column added, dropped, renamed
+        or retyped). Every INSERT or UPDATE writes a row version with a transaction id never
+        seen before, so a change made and undone between two looks (A -> B -> A: a session
+        deleted and put back, a TRUNCATE and reload) still shows. A hash of the rows' text
+        would not: it says the table is as it was, not that a read in between saw that. Only
+        tuple headers are read (no row text), and nothing else on the server moves it:
+        ANALYZE and VACUUM update the catalog in place. None without a table."""
+        with self._tx("taking the sessions table's change token", snapshot=True) as conn:
             exists = conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()
             if not (exists and exists[0]):
                 return None
-            row = conn.execute(schema.FINGERPRINT).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
+            row = conn.execute(schema.CHANGE_TOKEN).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
     def size_bytes(self) -> int | None:
         with self._tx("measuring the table", snapshot=True) as conn:

@@ -349,17 +349,26 @@ class SqliteStore:
             records = (r for r in self._select(conn, tail, params) if matches(r, where))
             yield from page(records, where)
 
-    def change_token(self) -> tuple[tuple[int, ...], ...] | None:
+    def change_token(self) -> tuple[object, ...] | None:
         """The database file's and its WAL's identity, size and timestamps (``file_token``): a
         commit writes one of them (the WAL, or the file itself in a rollback-journal mode), a
         checkpoint the file. An empty WAL is as good as none (a connection opening the database
         makes one; SQLite empties or removes it only after a checkpoint has written the file).
         Not the -shm, which readers write too, nor the WAL's ctime: SQLite running as root
         fchowns the WAL each time a connection opens it, writing nothing. A read leaves both as
-        they were (a WAL it made is removed again, ``_tidy_wal``)."""
+        they were (a WAL it made is removed again, ``_tidy_wal``). Without the ctime, a WAL
+        started over at the same size with its mtime put back would look the same: its header's
+        checkpoint sequence and salts, new at every restart, are in the token too. SQLite keeps
+        the WAL beside the file a symbolic link names, so the WAL is looked for there."""
         db = file_token(self.path)
-        wal = file_token(Path(f"{self.path}-wal"), ctime=False, absent=())
-        return None if db is None or wal is None else (db, wal)
+        wal_path = Path(f"{os.path.realpath(self.path)}-wal")
+        wal = file_token(wal_path, ctime=False, absent=())
+        if db is None or wal is None:
+            return None
+        if not wal:
+            return (db, wal)
+        restarts = _wal_restarts(wal_path)
+        return None if restarts is None else (db, wal, restarts)
 
     def size_bytes(self) -> int | None:
         total = 0
@@ -557,6 +566,17 @@ class _SqliteBulkWriter:
         """Raise (so the transaction rolls back) if ``fail`` met records that exist."""
         if self.conflicts and self.on_conflict == "fail":
             raise conflict_at_commit(location, self.conflicts)
+
+
+def _wal_restarts(wal: Path) -> bytes | None:
+    """A WAL header's checkpoint sequence number and salts (bytes 12-24): SQLite writes new ones
+    each time it starts the WAL over. None if it cannot be read (then nothing can be told)."""
+    try:
+        with wal.open("rb") as handle:
+            header = handle.read(24)
+    except OSError:
+        return None
+    return header[12:24] if len(header) == 24 else None
 
 
 def _task_variants(task: str) -> list[str]:
