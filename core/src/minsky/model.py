@@ -9,7 +9,7 @@ from ``None``, ``""`` and ``False``), and keys no schema knows yet land in
 from __future__ import annotations
 
 import enum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -115,5 +115,27 @@ class SessionRecord:
     def active(self) -> bool:
         return not self.ended_at
 
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute name
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached for a slot that is unset. A record read from a store
+            # (``codec.record_from_dict``) starts with ``session`` and its memo alone: a
+            # migration needs nothing else, and structuring every field costs more than
+            # reading the record. Its first read of any other field structures them all
+            # from the memoised dict, exactly as the eager path would have.
+            if name in _LAZY_FIELDS:
+                try:
+                    data = object.__getattribute__(self, "_memo")["dict"]
+                except (AttributeError, KeyError):
+                    pass
+                else:
+                    from minsky.codec import fill_record  # here: codec imports this module
+
+                    fill_record(self, data)
+                    return object.__getattribute__(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
+
+
+_LAZY_FIELDS: Final = frozenset(f.name for f in attrs.fields(SessionRecord)) - {"session", "_memo"}
 
 MODEL_CLASSES: Final = (SessionRecord, PrState, PullRequest, PullRequestGithub, GithubRepo)
