@@ -65,6 +65,16 @@ def test_store_digest_ignores_order_but_not_content() -> None:
     assert StoreDigest.of([a]).count == 1
 
 
+@given(st.lists(st.binary(min_size=32, max_size=32) | st.sampled_from([b"\xff" * 32, b"\x00" * 32]), max_size=20))
+def test_a_digest_added_as_bytes_counts_as_added_as_hex(digests: list[bytes]) -> None:
+    as_hex, as_bytes = StoreDigest(), StoreDigest()
+    for digest in digests:
+        as_hex.add(digest.hex())
+        as_bytes.add_bytes(digest)
+    assert (as_bytes.count, as_bytes.total, as_bytes.hexdigest) == (as_hex.count, as_hex.total, as_hex.hexdigest)
+    assert as_bytes == as_hex
+
+
 def _text(**kwargs: int) -> st.SearchStrategy[str]:
     """Text a store can hold (U+0000 is refused by rule: test_value_properties.py)."""
     return st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), **kwargs)

@@ -28,7 +28,7 @@ import attrs
 from minsky import hooks
 from minsky.backend import OnConflict, ReadableStore, Store, change_token
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
-from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_stream, digest_form, record_digest
+from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_stream, digest_form
 from minsky.coverage import source_gaps
 from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, key_function, stop
 from minsky.errors import ConflictError, StoreError, UsageError
@@ -231,9 +231,8 @@ def migrate(
                 blob, reason = canonical(record), None
             except UnrepresentableError as exc:  # never written, never changed: named
                 blob, reason = digest_form(record), exc.reason
-            raw = hashlib.sha256(blob).digest()
-            digest = raw.hex()
-            source_digest.add(digest)
+            raw = hashlib.sha256(blob).digest()  # as bytes throughout: no hex round trips per record
+            source_digest.add_bytes(raw)
             kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
             name = plan.snapshot_name(record, kept)
             snapshot.digests[name] = raw[:SHORT]
@@ -244,9 +243,9 @@ def migrate(
                 report.skipped += 1
                 snapshot.not_written.add(name)
             else:
-                written = digest if kept is record else record_digest(kept)
-                written_digest.add(written)
-                plan.remember(kept.session, bytes.fromhex(written)[:SHORT])
+                written = raw if kept is record else hashlib.sha256(digest_form(kept)).digest()
+                written_digest.add_bytes(written)
+                plan.remember(kept.session, written[:SHORT])
                 yield kept
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)
@@ -345,7 +344,7 @@ def verify_target(
     if not existing:
         target_digest = StoreDigest()
         for blob in canonical_stream(target.store):
-            target_digest.add(hashlib.sha256(blob).hexdigest())
+            target_digest.add_bytes(hashlib.sha256(blob).digest())
         if target_digest.count == written.count and target_digest.hexdigest == written.hexdigest:
             return Verification(ok=True, source_count=written.count, target_count=target_digest.count)
     # The slow path compares decoded records, not stored bytes: it names real differences. With

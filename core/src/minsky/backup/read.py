@@ -126,7 +126,7 @@ class Backup:
         where = f"backup {shown(self.path)}: session "
         for index, item in enumerate(self._pass(self.layout)):
             # The canonical form straight from the decoded dict: what the record's would be, at half the cost.
-            self.digest.add(hashlib.sha256(canonical_of_dict(item, where=f"{where}{index}: ")).hexdigest())
+            self.digest.add_bytes(hashlib.sha256(canonical_of_dict(item, where=f"{where}{index}: ")).digest())
             name = item["session"]
             if name in seen:
                 self.repeated[name] = self.repeated.get(name, 1) + 1
