@@ -101,6 +101,10 @@ class Table:
             (c.name, c, self.keys[c.name], c.kind in ("text", "any"))
             for c in sorted(self.data_columns, key=lambda c: c.name)
         )
+        # ``project``, ``cells_digest`` and ``row_for`` of this table, generated on first use.
+        self._project: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+        self._digest: Callable[[Mapping[str, Any]], str] | None = None
+        self._row: Callable[[Mapping[str, Any], str], dict[str, Any]] | None = None
 
     @property
     def has_record(self) -> bool:
@@ -227,25 +231,111 @@ def _filler(table: Table, column: Column, row_key: object) -> Any:
 
 def project(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
     """The row minsky writes for a record: every data column in the table's own naming."""
-    name = data[KEY]
-    get = data.get
-    out: dict[str, Any] = {}
-    for column, key, convert in table.cell_plan:
+    compiled = table._project
+    if compiled is None:
+        compiled = table._project = _compile(table, "project", "data", _cell_lines(table), _returned(table, None))
+    return compiled(data)
+
+
+def _bad_name(table: Table, column: Column, name: object) -> None:
+    raise RecordError(
+        f"{table.where(name[:60] + '…' if isinstance(name, str) else name, KEY)}: "
+        f"the name is longer than the column holds ({column.max_length} characters)",
+        hint=f"rename the session, or widen the column: ALTER TABLE {table.name} ALTER COLUMN {KEY} TYPE text",
+    )
+
+
+# -- the per-table code ------------------------------------------------------------
+#
+# ``project``, ``cells_digest``, ``row_for`` and ``row_writer`` run once per record written or
+# row read, so each table gets them as generated straight-line code (as ``minsky.codec``
+# structures records): one block per column, each ``cell`` decided once, no per-column loop,
+# and the writer's cells hashed from locals rather than looked up again. What they compute is
+# the rule written out below the generators, unchanged; tests/test_original_rows.py holds them
+# to the loops they replaced, byte for byte.
+
+
+def _cell_lines(table: Table) -> list[str]:
+    """``project``'s body: the local ``c<i>`` of every data column (``cell_plan`` order, so a
+    record the table cannot hold is refused at the same column), from ``name`` and ``get``."""
+    lines = [f"    name = data[{KEY!r}]", "    get = data.get"]
+    for i, (column, key, convert) in enumerate(table.cell_plan):
         if convert is None:  # the session name
-            if not isinstance(name, str) or not _fits(column, name):
-                raise RecordError(
-                    f"{table.where(name[:60] + '…' if isinstance(name, str) else name, KEY)}: "
-                    f"the name is longer than the column holds ({column.max_length} characters)",
-                    hint="rename the session, or widen the column: "
-                    f"ALTER TABLE {table.name} ALTER COLUMN {KEY} TYPE text",
-                )
-            out[KEY] = name
+            too_long = "" if column.max_length is None else f" or len(name) > {column.max_length!r}"
+            lines += [f"    if not isinstance(name, str){too_long}:", f"        BAD_NAME(TABLE, C{i}, name)"]
+            lines.append(f"    c{i} = name")
             continue
-        value = get(key)
-        if value is not None:
-            value = convert(value)
-        out[column.name] = _filler(table, column, name) if value is None and column.not_null else value
-    return out
+        plain_text = column.kind in ("text", "any") and column.max_length is None
+        if plain_text and key not in JSON_KEYS:  # ``text_cell`` keeps text as it is
+            value = f"v if isinstance(v, str) else F{i}(v)"
+        elif plain_text:  # ``text_cell`` of a JSON key: its compact JSON
+            value = '"true" if v is True else "false" if v is False else JSON(v)'
+        else:
+            value = f"F{i}(v)"
+        lines += [f"    c{i} = v = get({key!r})", "    if v is not None:", f"        c{i} = {value}"]
+        if column.not_null:
+            lines += [f"    if c{i} is None:", f"        c{i} = FILLER(TABLE, C{i}, name)"]
+    return lines
+
+
+def _digest_lines(table: Table, from_locals: bool) -> list[str]:
+    """``cells_digest``'s body, into ``digest``: of the row's cells (``get``), or of the locals
+    ``_cell_lines`` set."""
+    index = {column.name: i for i, (column, _, _) in enumerate(table.cell_plan)}
+    lines = [] if from_locals else ["    get = row.get"]
+    lines += ["    parts = []", "    add = parts.append"]
+    for name, _, key, raw in table.digest_plan:
+        i = index[name]
+        value = f"c{i}" if from_locals else "v"
+        if not from_locals:
+            lines.append(f"    v = get({name!r})")
+        text = f"str(NORMAL(C{i}, {key!r}, {value}))"
+        lines.append(f"    if {value} is not None:")
+        lines.append(f"        t = {value} if isinstance({value}, str) else {text}" if raw else f"        t = {text}")
+        lines.append(f'        add(f"{{P{i}}}{{len(t)}}\\x00{{t}}")')
+    # One encode and one hash of the joined parts: the same digest as hashing part by part
+    # (SHA-256 is a stream), at a third of the calls.
+    lines.append('    digest = SHA256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()')
+    return lines
+
+
+def _returned(table: Table, columns: Sequence[str] | None, record: bool = False) -> str:
+    """The return statement: ``project``'s dict (``row_for``'s with ``record``), or the cells in
+    ``columns`` order (None for a column minsky does not write)."""
+    cells = {column.name: f"c{i}" for i, (column, _, _) in enumerate(table.cell_plan)}
+    if record and table.has_record:
+        cells[RECORD] = "record_text"
+    if record and table.has_digest:
+        cells[DIGEST] = "digest"
+    if columns is None:
+        return "    return {" + ", ".join(f"{name!r}: {local}" for name, local in cells.items()) + "}"
+    return "    return (" + "".join(f"{cells.get(name, 'None')}, " for name in columns) + ")"
+
+
+def _compile(table: Table, kind: str, arguments: str, body: list[str], returned: str) -> Any:
+    namespace: dict[str, Any] = {
+        "TABLE": table,
+        "FILLER": _filler,
+        "BAD_NAME": _bad_name,
+        "JSON": _json_text,
+        "NORMAL": normal,
+        "SHA256": hashlib.sha256,
+    }
+    for i, (column, _, convert) in enumerate(table.cell_plan):
+        namespace[f"C{i}"], namespace[f"F{i}"], namespace[f"P{i}"] = column, convert, f"{column.name}\x00"
+    source = "\n".join([f"def {kind}({arguments}):", *body, returned])
+    exec(compile(source, f"<minsky {kind} of table {table.name}>", "exec"), namespace)  # noqa: S102
+    return namespace[kind]
+
+
+def row_writer(table: Table, columns: Sequence[str]) -> Callable[[Mapping[str, Any], str], tuple[Any, ...]]:
+    """``row_for`` as a tuple in ``columns`` order (None for a column it has no value for),
+    for a writer to bind: ``writer(data, record_text)``. Generate it once per table."""
+    body = _cell_lines(table) + (_digest_lines(table, from_locals=True) if table.has_digest else [])
+    writer: Callable[[Mapping[str, Any], str], tuple[Any, ...]] = _compile(
+        table, "row", "data, record_text", body, _returned(table, tuple(columns), record=True)
+    )
+    return writer
 
 
 # -- comparing cells -------------------------------------------------------------
@@ -274,28 +364,24 @@ def normal(column: Column, key: str, value: Any) -> Any:
 def cells_digest(table: Table, row: Mapping[str, Any]) -> str:
     """A digest of a row's non-NULL data cells: what minsky stores beside the record it wrote.
 
-    Text is hashed as stored (minsky wrote it, so an unchanged cell is byte-identical); other
-    types as ``normal`` gives them, since drivers hand them back in forms of their own."""
-    parts = []
-    for name, column, key, raw in table.digest_plan:
-        value = row.get(name)
-        if value is None:
-            continue
-        text = value if raw and isinstance(value, str) else str(normal(column, key, value))
-        parts.append(f"{name}\x00{len(text)}\x00{text}")
-    # One encode and one hash of the joined parts: the same digest as hashing part by part
-    # (SHA-256 is a stream), at a third of the calls; this runs for every row read or written.
-    return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    Each cell is ``name NUL length NUL text``, in column name order. Text is hashed as stored
+    (minsky wrote it, so an unchanged cell is byte-identical); other types as ``normal`` gives
+    them, since drivers hand them back in forms of their own."""
+    compiled = table._digest
+    if compiled is None:
+        compiled = table._digest = _compile(
+            table, "cells_digest", "row", _digest_lines(table, False), "    return digest"
+        )
+    return compiled(row)
 
 
 def row_for(table: Table, data: Mapping[str, Any], record_text: str) -> dict[str, Any]:
     """Every column minsky writes for a record: its projection, the record and the digest."""
-    row = project(table, data)
-    if table.has_record:
-        row[RECORD] = record_text
-    if table.has_digest:
-        row[DIGEST] = cells_digest(table, row)
-    return row
+    compiled = table._row
+    if compiled is None:
+        body = _cell_lines(table) + (_digest_lines(table, from_locals=True) if table.has_digest else [])
+        compiled = table._row = _compile(table, "row_for", "data, record_text", body, _returned(table, None, True))
+    return compiled(data, record_text)
 
 
 # -- rows to records -------------------------------------------------------------
