@@ -11,6 +11,7 @@ with ``psycopg.sql``."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -204,10 +205,14 @@ def insert_from_staging(table: original.Table) -> sql.Composed:
     ).format(t=TABLE, s=STAGING, cols=cols)
 
 
+@functools.lru_cache(maxsize=64)
+def _row_writer(table: original.Table) -> Callable[[Mapping[str, Any], str], tuple[Any, ...]]:
+    return original.row_writer(table, write_columns(table))
+
+
 def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
-    text = canonical(record).decode("utf-8", "surrogatepass")
-    values = original.row_for(table, record_to_dict(record), text)
-    return tuple(map(values.get, write_columns(table)))
+    """``original.row_for`` in ``write_columns`` order."""
+    return _row_writer(table)(record_to_dict(record), canonical(record).decode("utf-8", "surrogatepass"))
 
 
 def as_mapping(table: original.Table, row: Any) -> dict[str, Any]:

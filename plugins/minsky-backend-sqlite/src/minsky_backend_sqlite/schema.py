@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from minsky import original
@@ -107,10 +107,14 @@ def upsert_sql(table: original.Table) -> str:
     return f"{insert_sql(table)} ON CONFLICT({quote(original.KEY)}) DO UPDATE SET {updates}"
 
 
+@functools.lru_cache(maxsize=64)
+def _row_writer(table: original.Table) -> Callable[[Mapping[str, Any], str], tuple[Any, ...]]:
+    return original.row_writer(table, write_columns(table))
+
+
 def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
-    text = canonical(record).decode("utf-8", "surrogatepass")
-    values = original.row_for(table, record_to_dict(record), text)
-    return tuple(map(values.get, write_columns(table)))
+    """``original.row_for`` in ``write_columns`` order."""
+    return _row_writer(table)(record_to_dict(record), canonical(record).decode("utf-8", "surrogatepass"))
 
 
 def as_mapping(table: original.Table, row: tuple[Any, ...]) -> Mapping[str, Any]:
