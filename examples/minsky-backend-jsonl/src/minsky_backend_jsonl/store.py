@@ -16,7 +16,7 @@ from typing import IO
 
 import filelock
 
-from minsky.atomic import ensure_private_dir, fsync_dir
+from minsky.atomic import ensure_private_dir, file_token, fsync_dir
 from minsky.backend import MarkerFile, MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
 from minsky.codec import as_found_bytes, loads, record_from_dict, record_to_dict
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
@@ -90,6 +90,11 @@ class JsonlStore:
                 problems.append(f"line {number}: duplicate session name {name!r}")
             seen.add(name)
         return VerifyReport(ok=not problems, checked=checked, problems=tuple(problems))
+
+    def change_token(self) -> tuple[int, ...] | None:
+        """The file's stat (``minsky.atomic.file_token``): every write replaces the file whole, so
+        a migration from this store need not read it a second time to know nothing changed."""
+        return file_token(self.path)
 
     def size_bytes(self) -> int | None:
         return self.path.stat().st_size if self.path.exists() else None
