@@ -6,37 +6,37 @@ benchmark, the code and the day. Nothing here is a target: targets live in bench
 
 from __future__ import annotations
 
-# benchmarks/migrate.py --n 100000 on minsky dea46c4 (2026-11-28), 2 vCPUs shared with four
-# other sessions (load average 8-19): records per second of a plain migration, and what --verify
-# and --backup added to it (a fraction of the plain time) in the same run. A quiet machine is
-# faster; an estimate on the slow side is the useful one.
+# benchmarks/migrate.py --n 100000 on minsky 127e96c (2026-11-28, 13:47 UTC), 2 vCPUs, quiet
+# (load average 0.6-1.2): records per second of a plain migration, and what --verify and --backup
+# added to it (a fraction of the plain time) in the same run. A busy machine is slower: at load
+# 8-19 the same benchmark on older code measured a third to a half of these rates.
 MEASURED_ON = "2026-11-28"
 MIGRATION_RATE: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 4_399,
-    ("sqlite", "postgres"): 2_452,
-    ("postgres", "json"): 2_366,
-    ("json", "postgres"): 1_701,
-    ("sqlite", "json"): 3_456,
-    ("postgres", "sqlite"): 2_225,
+    ("json", "sqlite"): 15_326,
+    ("sqlite", "postgres"): 14_943,
+    ("postgres", "json"): 18_142,
+    ("json", "postgres"): 14_969,
+    ("sqlite", "json"): 19_183,
+    ("postgres", "sqlite"): 13_435,
 }
 VERIFY_ADDS: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 0.17,
-    ("sqlite", "postgres"): 0.54,
-    ("postgres", "json"): 0.98,
-    ("json", "postgres"): 0.28,
-    ("sqlite", "json"): 0.90,
-    ("postgres", "sqlite"): 0.91,
+    ("json", "sqlite"): 0.19,
+    ("sqlite", "postgres"): 1.39,
+    ("postgres", "json"): 1.61,
+    ("json", "postgres"): 0.27,
+    ("sqlite", "json"): 1.34,
+    ("postgres", "sqlite"): 1.30,
 }
 BACKUP_ADDS: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 0.82,
-    ("sqlite", "postgres"): 0.54,
-    ("postgres", "json"): 0.44,
-    ("json", "postgres"): 0.24,
-    ("sqlite", "json"): 0.90,
-    ("postgres", "sqlite"): 0.28,
+    ("json", "sqlite"): 0.38,
+    ("sqlite", "postgres"): 0.48,
+    ("postgres", "json"): 0.77,
+    ("json", "postgres"): 0.36,
+    ("sqlite", "json"): 0.58,
+    ("postgres", "sqlite"): 0.71,
 }
 
-# benchmarks/commands.py, same code and day: best-of-5 ``session start`` (a fresh process) on a
+# benchmarks/commands.py on minsky dea46c4 (2026-11-28, load 13-19): best-of-5 ``session start`` (a fresh process) on a
 # store of this many sessions. A JSON store rewrites the whole file on every write.
 START_SECONDS: dict[str, dict[int, float]] = {
     "json": {1_000: 0.82, 10_000: 2.31, 100_000: 36.81},
