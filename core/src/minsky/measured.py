@@ -36,11 +36,12 @@ BACKUP_ADDS: dict[tuple[str, str], float] = {
     ("postgres", "sqlite"): 0.71,
 }
 
-# benchmarks/commands.py on minsky dea46c4 (2026-11-28, load 13-19): best-of-5 ``session start`` (a fresh process) on a
-# store of this many sessions. A JSON store rewrites the whole file on every write.
+# benchmarks/commands.py --runs 3 on minsky 02b0da1 (2026-11-28, 14:32 UTC, quiet): best-of-3
+# ``session start`` (a fresh process) on a store of this many sessions. A JSON store rewrites the
+# whole file on every write.
 START_SECONDS: dict[str, dict[int, float]] = {
-    "json": {1_000: 0.82, 10_000: 2.31, 100_000: 36.81},
-    "sqlite": {1_000: 0.74, 10_000: 0.64, 100_000: 1.02},
+    "json": {1_000: 0.39, 10_000: 0.77, 100_000: 4.82},
+    "sqlite": {1_000: 0.25, 10_000: 0.24, 100_000: 0.23},
 }
 
 # Past either, advise moving a JSON store to SQLite: by 10,000 sessions a JSON ``session start``
