@@ -59,6 +59,7 @@ def test_every_direction_is_lossless(
     tmp_path: Path,  # type: ignore[no-untyped-def]
     postgres_url: str,
     postgres_server_url: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     src_flags = location_flags(source, tmp_path, postgres_url, "src")
     seed(source, src_flags, minsky_json, tmp_path)
@@ -68,6 +69,12 @@ def test_every_direction_is_lossless(
         with psycopg.connect(postgres_server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{other}"')
             conn.execute(f'CREATE DATABASE "{other}"')
+
+        def drop_other() -> None:  # the run's own database is dropped by conftest; this one is ours
+            with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
+
+        request.addfinalizer(drop_other)
         target_url = make_conninfo(postgres_server_url, dbname=other)
     dst_flags = location_flags(target, tmp_path, target_url, "dst")
     # The source is chosen through the environment, as a configured backend is.
