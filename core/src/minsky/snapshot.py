@@ -84,6 +84,10 @@ class ShortDigests:
             self._by_name = index
         return index
 
+    def forget_name_index(self) -> None:
+        """Drop the index lookups by name built (kept: which entries were replaced)."""
+        self._by_name = None
+
     def _replaced_entries(self) -> bytearray:
         if self._replaced is None:
             self._index(keep=False)

@@ -26,7 +26,15 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from minsky.codec import camel, canonical_bytes, compact_bytes, loads, record_from_dict, record_to_dict
+from minsky.codec import (
+    camel,
+    canonical_bytes,
+    compact_bytes,
+    digest_bytes,
+    loads,
+    record_from_dict,
+    record_to_dict,
+)
 from minsky.errors import RecordError, StoreError
 from minsky.model import SessionRecord
 from minsky.original import timestamps
@@ -448,16 +456,30 @@ def project_lenient(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
 # -- coverage: every cell of the source accounted for ----------------------------
 
 
+_SAME_WHEN_EQUAL: Final = (str, int, bool)  # equal values of one of these types: one ``normal`` form
+
+
 def uncovered(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
     """The data columns of ``row`` whose non-NULL cell the record ``data`` does not account for:
-    projecting the record back into the table must give the cell again."""
+    projecting the record back into the table must give the cell again (by ``normal``).
+
+    A cell that is, type and value, the projected one needs no ``normal``: it is a function of
+    the value, and two equal values of one type among ``_SAME_WHEN_EQUAL`` are one value. Only
+    the other cells are compared through it (JSON text in another key order; 0.0 and -0.0,
+    True and 1, {"a": 1} and {"a": 1.0} are equal yet ``normal`` may tell them apart)."""
     again = project_lenient(table, data)
+    cell_of, projected_of = row.get, again.get
     missing = []
-    for column in table.data_columns:
-        value = row.get(column.name)
-        key = table.keys[column.name]
-        if value is not None and normal(column, key, value) != normal(column, key, again.get(column.name)):
-            missing.append(column.name)
+    for column, key, _ in table.cell_plan:
+        name = column.name
+        value = cell_of(name)
+        if value is None:
+            continue
+        projected = projected_of(name)
+        if type(value) is type(projected) and type(value) in _SAME_WHEN_EQUAL and value == projected:
+            continue
+        if normal(column, key, value) != normal(column, key, projected):
+            missing.append(name)
     return missing
 
 
@@ -474,12 +496,7 @@ def coverage_problems(
     unmatched: dict[str, Mapping[str, Any]] = {}
 
     def check(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        for name in uncovered(table, row, data):
-            if len(problems) < limit:
-                problems.append(
-                    f"session {row[KEY]!r}: column {name!r} ({_short(row[name])}) is not in the record read "
-                    f"(key {table.keys[name]!r})"
-                )
+        _report(problems, table, row, uncovered(table, row, data), limit)
 
     for (table, row), data in _pairs(rows, records):
         if data is not None and row is not None and data.get(KEY) == row[KEY]:
@@ -499,16 +516,82 @@ def coverage_problems(
     return problems, list(waiting)
 
 
-def store_coverage(store: Any, limit: int = 20) -> list[str]:
-    """``coverage_problems`` of a store with ``source_rows()`` (the SQL backends), its raw
-    rows against its ``read()``. The two passes are two snapshots: a row another writer added
-    or deleted in between is not a gap; one that is still there and still unread is."""
-    problems, unread = coverage_problems(store.source_rows(), (record_to_dict(r) for r in store.read()), limit)
+def store_coverage(store: Any, limit: int = 20, read_digest: Callable[[str], bytes | None] | None = None) -> list[str]:
+    """``coverage_problems`` of a store with ``source_rows()`` (the SQL backends): its raw rows
+    against the records its reader yields.
+
+    With ``read_digest`` (name → the leading bytes of the SHA-256 of ``digest_bytes`` of the
+    record a migration read under that name; None if it read none), one pass over the raw rows
+    does: a row whose ``read_row`` hashes to what the migration read *is* that record, and is
+    checked against it. Only the rows that do not (changed since the migration read them, or a
+    reader that yields something else) are checked against a pass of ``read()``, as every row
+    is without ``read_digest``. Either way, the two passes are two snapshots: a row another
+    writer added or deleted in between is not a gap; one that is still there and still unread is."""
+    if read_digest is None:
+        return _coverage_of(store, store.source_rows(), limit)
+    problems: list[str] = []
+    later: list[tuple[Table, Mapping[str, Any]]] = []
+    seen: set[Any] = set()
+    every_row = False
+    rows = store.source_rows()
+    try:
+        for table, row in rows:
+            name = row[KEY]
+            kept = read_digest(name) if isinstance(name, str) else None
+            try:
+                data = read_row(table, row)
+            except RecordError:
+                data = None
+            if kept is not None and data is not None and _short_digest(data, len(kept)) == kept:
+                _report(problems, table, row, uncovered(table, row, data), limit)
+                continue
+            if len(later) == _LATER or name in seen:  # many rows changed, a reader unlike read_row,
+                every_row = True  # a repeated name: every row against read(), as without ``read_digest``
+                break
+            later.append((table, row))
+            seen.add(name)
+    finally:
+        close = getattr(rows, "close", None)
+        if callable(close):
+            close()
+    if every_row:
+        return _coverage_of(store, store.source_rows(), limit)
+    return problems + (_coverage_of(store, later, limit - len(problems)) if later else [])
+
+
+def _short_digest(data: Mapping[str, Any], size: int) -> bytes:
+    return hashlib.sha256(digest_bytes(data)).digest()[:size]
+
+
+_LATER: Final = 1000  # raw rows kept for a second look at most (~1 KB each)
+
+
+def _coverage_of(store: Any, rows: Iterable[tuple[Table, Mapping[str, Any]]], limit: int) -> list[str]:
+    """``rows`` against a pass of the store's ``read()``: each row's record found by name."""
+    if isinstance(rows, list):  # the few rows left: match them by name, in one pass of read()
+        wanted = {row[KEY]: (table, row) for table, row in rows}
+        problems: list[str] = []
+        for record in store.read():
+            found = wanted.pop(record.session, None)
+            if found is not None:
+                _report(problems, *found, uncovered(*found, record_to_dict(record)), limit)
+        unread = list(wanted)
+    else:
+        problems, unread = coverage_problems(rows, (record_to_dict(r) for r in store.read()), limit)
     if unread:
         present = set(store.keys())
         gone = [name for name in unread if name in present and store.get(name) is None]
         problems.extend(f"session {name!r}: the row was not read at all" for name in gone[:limit])
     return problems
+
+
+def _report(problems: list[str], table: Table, row: Mapping[str, Any], columns: list[str], limit: int) -> None:
+    for name in columns:
+        if len(problems) < limit:
+            problems.append(
+                f"session {row[KEY]!r}: column {name!r} ({_short(row[name])}) is not in the record read "
+                f"(key {table.keys[name]!r})"
+            )
 
 
 def _pairs(
