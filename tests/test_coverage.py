@@ -50,7 +50,10 @@ def ref_uncovered(table: Table, row: Mapping[str, Any], data: Mapping[str, Any])
 
 def same(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> None:
     got = outcome(lambda: original.uncovered(table, row, data))
-    assert got == outcome(lambda: ref_uncovered(table, row, data)), (row, data)
+    expected = outcome(lambda: ref_uncovered(table, row, data))
+    if outcome(lambda: original.project_lenient(table, data))[0] == "raised":
+        expected = ("value", [])  # a record no table holds: its row is left to the copy's rejection
+    assert got == expected, (row, data)
 
 
 def rows_for(table: Table, data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -209,3 +212,17 @@ def test_a_row_changed_again_while_it_is_checked_is_not_reported(tmp_path: Path,
         change("changed-after-the-copy")
         gaps = original.store_coverage(Lossy(db), 20, read.get)
         assert any(repr(name) in gap and "'prBranch'" in gap for gap in gaps), gaps
+
+
+def test_a_record_no_store_can_hold_does_not_stop_the_check_of_the_others(tmp_path: Path) -> None:
+    """One row with a number no store holds exactly (the copy rejects its record, by name): the
+    rows of a reader that drops a column are still reported."""
+    db = build(tmp_path / "sessions.db", "sqlite-2025-08-06-camel-pr")
+    first = next(SqliteStore(db).read()).session
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute('UPDATE sessions SET "prState" = ? WHERE session = ?', ("1e400", first))
+    target = JSON_SPEC.open({"path": str(tmp_path / "out.json")})
+    report = migrate(Endpoint("sqlite", DroppingRead(db)), Endpoint("json", target), verify=True)
+    assert [r["session"] for r in report.rejected] == [first]
+    assert report.verification is not None and not report.verification.ok
+    assert any("'prBranch'" in gap for gap in report.verification.uncovered), report.verification.uncovered

@@ -192,8 +192,8 @@ def converter(column: Column, key: str) -> Callable[[Any], Any]:
         limit = 1 << (column.int_bits - 1)
         return lambda value: value if type(value) is int and -limit <= value < limit else None
     if kind == "real":
-        return lambda value: (
-            value if type(value) in (int, float) and math.isfinite(value) and abs(value) < 2**53 else None
+        return lambda value: (  # abs() first: math.isfinite of an int past a float's range raises
+            value if type(value) in (int, float) and abs(value) < 2**53 and math.isfinite(value) else None
         )
     if kind == "boolean":
         return lambda value: value if isinstance(value, bool) else None
@@ -467,7 +467,10 @@ def uncovered(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> 
     the value, and two equal values of one type among ``_SAME_WHEN_EQUAL`` are one value. Only
     the other cells are compared through it (JSON text in another key order; 0.0 and -0.0,
     True and 1, {"a": 1} and {"a": 1.0} are equal yet ``normal`` may tell them apart)."""
-    again = project_lenient(table, data)
+    try:
+        again = project_lenient(table, data)
+    except (RecordError, TypeError, ValueError):  # a value no store holds exactly (NaN, 1e400): the
+        return []  # copy rejected the record, by name; raised out of here it ended the whole check
     cell_of, projected_of = row.get, again.get
     missing = []
     for column, key, _ in table.cell_plan:
