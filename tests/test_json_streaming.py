@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from minsky import jsonlines as lines
 from minsky.codec import canonical, canonical_of_dict
 from minsky.errors import StoreError
-from minsky_backend_json import lines
 from minsky_backend_json.store import JsonStore, parse_document
 from test_value_properties import Token, deep, values
 

@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from minsky import jsonlines
+from minsky import names as names_module
 from minsky.backup.files import check_symlinks, open_regular, shown
 from minsky.backup.layout import Layout, sessions
 from minsky.backup.scan import HashingBytes, Scanner
 from minsky.codec import StoreDigest, canonical_of_dict, record_from_dict
 from minsky.errors import ConflictError, StoreError, VerificationError
 from minsky.model import SessionRecord
+from minsky.names import NameHashes
 
 DUPLICATE_EXAMPLES = 10
 
@@ -40,6 +43,7 @@ class Backup:
         self.layout = Layout()
         self.digest = StoreDigest()
         self.repeated: dict[str, int] = {}  # name -> copies, for names held more than once
+        self.lines = True  # read line by line (``minsky.jsonlines``), proved by the inspection; else scanned
         self._inspect()
 
     # -- ReadableStore ---------------------------------------------------------
@@ -59,7 +63,9 @@ class Backup:
         return self.digest.count
 
     def keys(self) -> Iterator[str]:
-        return (record.session for record in self.read())
+        # The inspection checked every entry is an object with a name (``canonical_of_dict``),
+        # and this pass reads the bytes it read: the names ``read`` would give, without the records.
+        return (item["session"] for item in self._pass(Layout()))
 
     # -- what the inspection found -----------------------------------------------
 
@@ -122,30 +128,53 @@ class Backup:
     # -- passes --------------------------------------------------------------------
 
     def _inspect(self) -> None:
-        seen: set[str] = set()
+        try:
+            self._inspect_pass()
+        except (jsonlines.NotLines, jsonlines.TwoLists):
+            # Not minsky's own layout (or not provably so): scan the document from the start.
+            self.lines = False
+            self.layout, self.digest, self.repeated = Layout(), StoreDigest(), {}
+            self._inspect_pass()
+
+    def _inspect_pass(self) -> None:
+        seen = NameHashes()  # ~9 bytes a name: a set of a million names would hold ~100 MB
         where = f"backup {shown(self.path)}: session "
         for index, item in enumerate(self._pass(self.layout)):
             # The canonical form straight from the decoded dict: what the record's would be, at half the cost.
             self.digest.add_bytes(hashlib.sha256(canonical_of_dict(item, where=f"{where}{index}: ")).digest())
-            name = item["session"]
-            if name in seen:
-                self.repeated[name] = self.repeated.get(name, 1) + 1
-            seen.add(name)
+            seen.add(item["session"])
+        repeated = seen.freeze()
+        if repeated:  # names sharing a hash: counted by name in one more pass (only then)
+            copies: dict[str, int] = {}
+            for name in self.keys():
+                if names_module.name_hash(name) in repeated:
+                    copies[name] = copies.get(name, 0) + 1
+            self.repeated = {name: n for name, n in copies.items() if n > 1}
 
     def _pass(self, layout: Layout) -> Iterator[Any]:
-        """The session entries as decoded; raises at the end if the bytes were not the inspected ones."""
+        """The session entries as decoded; raises at the end if the bytes were not the inspected ones.
+
+        Raises ``NotLines``/``TwoLists`` in the inspection when the file is not provably laid out
+        one record per line (``Backup._inspect`` then scans it); a later pass that finds so was
+        not given the bytes the inspection read."""
         raw = HashingBytes(self.fd, self.size)
-        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")
+        buffered = io.BufferedReader(raw, 1 << 20)
         where = f"backup {shown(self.path)}"
         changed = StoreError(f"{where} changed while it was being read; nothing was restored from it")
         try:
-            scanner = Scanner(text.read, where)
-            yield from sessions(scanner, layout)
-            while text.read(1 << 20):
-                pass
+            if self.lines:
+                yield from self._lines(buffered, layout)
+                while buffered.read(1 << 20):
+                    pass
+            else:
+                text = io.TextIOWrapper(buffered, encoding="utf-8", errors="surrogateescape", newline="")
+                scanner = Scanner(text.read, where)
+                yield from sessions(scanner, layout)
+                while text.read(1 << 20):
+                    pass
         except OSError as exc:
             raise StoreError(f"cannot read {where}: {exc.strerror}") from None
-        except StoreError:
+        except (StoreError, jsonlines.NotLines, jsonlines.TwoLists):
             if self.sha256:  # it read well before: what fails now is not what was checked
                 raise changed from None
             raise
@@ -153,6 +182,18 @@ class Backup:
         if raw.offset != self.size or raw.grew() or (self.sha256 and digest != self.sha256):
             raise changed
         self.sha256 = digest
+
+    @staticmethod
+    def _lines(handle: io.BufferedReader[HashingBytes], layout: Layout) -> Iterator[Any]:
+        """The entries of a backup laid out one per line, as ``sessions`` would give them, filling
+        in ``layout`` as it does; ``NotLines`` for anything it would read otherwise."""
+        found = jsonlines.Layout()
+        yield from jsonlines.entries_of(handle, found)
+        rest = found.rest
+        if "data" in rest:  # the scanner reads a "data" object's keys one by one (any copy of the key)
+            raise jsonlines.NotLines("a 'data' key beside the list")
+        layout.form = "array" if found.bare else "store"
+        layout.fields = rest
 
 
 def open_backup(path: Path) -> Backup:

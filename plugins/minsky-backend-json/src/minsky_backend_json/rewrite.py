@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from minsky import jsonlines as lines
 from minsky.values import as_found_bytes, loads
-from minsky_backend_json import lines
 
 
 def _indented(value: Any, level: int) -> bytes:

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import filelock
 
+from minsky import jsonlines as lines
 from minsky.atomic import (
     atomic_writer,
     ensure_private_dir,
@@ -49,7 +50,7 @@ from minsky.filters import matches, page
 from minsky.model import SessionRecord
 from minsky.names import GrowingNameHashes
 from minsky.quarantine import write_quarantine
-from minsky_backend_json import lines, merge, rewrite, turn
+from minsky_backend_json import merge, rewrite, turn
 
 MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
 

@@ -1,5 +1,8 @@
 """Reading a JSON store one record at a time, in flat memory, without changing a value.
 
+A contract module: the JSON backend reads its store with it, and restore reads minsky's backups
+(a JSON store plus a metadata key) with it, before falling back to a whole-document read.
+
 Every layout a writer of this format produces puts each record on lines of its own: minsky's
 streamed stores (one record per line), the original's ``JSON.stringify(value, null, 2)`` and
 ``dump_document`` (a record from a line ``{`` to the line ``}`` at the same indent), bare
