@@ -50,7 +50,7 @@ def both(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
         raise jsonlines.NotLines("forced: the scanner's path")
 
     with monkeypatch.context() as patch:
-        patch.setattr(jsonlines, "entries_of", refuse)
+        patch.setattr(jsonlines, "pieces", refuse)
         scanned = restored(path)
     if fast[0] != "error":
         assert scanned[-1] is False
@@ -143,3 +143,23 @@ def test_minskys_backups_are_read_line_by_line(entries: list[Any], tmp_path: Pat
         assert backup.digest.hexdigest == digest.hexdigest
         counts = {n: [r.session for r in records_].count(n) for n in {r.session for r in records_}}
         assert backup.repeated == {n: c for n, c in counts.items() if c > 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        (b'{"session": "a", "session": "b"}', "b"),  # the last copy of a key counts
+        (b'{"session": "a\\u0062"}', "ab"),  # an escape
+        (b'{"session": "caf\xc3\xa9", "x": {"session": "no"}}', "café"),
+        (b'{"x": 1, "session": "late"}', "late"),  # not the first key
+        (b'{"session" : "spaced"}', "spaced"),
+    ],
+)
+def test_the_names_pass_gives_the_names_the_records_hold(
+    line: bytes, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "backup.json"
+    path.write_bytes(b'{"sessions": [\n  {"session": "first"},\n  ' + line + b'\n],\n"baseDir": "/b"}\n')
+    fast, scanned = both(path, monkeypatch)
+    assert fast == scanned
+    assert fast[1] == ["first", name]

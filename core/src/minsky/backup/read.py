@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,13 @@ from minsky.codec import StoreDigest, canonical_of_dict, record_from_dict
 from minsky.errors import ConflictError, StoreError, VerificationError
 from minsky.model import SessionRecord
 from minsky.names import NameHashes
+from minsky.values import loads
 
 DUPLICATE_EXAMPLES = 10
+# A record's name at the head of its line, as ``write_backup`` puts it. Trusted by the names pass
+# only when the inspection found, on every line, exactly the name the whole record decodes to
+# (a name with an escape, or a second "session" key, makes the names pass decode every record).
+_NAME = re.compile(rb'\{"session": "([^"\\]*)"')
 
 
 class Backup:
@@ -44,6 +50,7 @@ class Backup:
         self.digest = StoreDigest()
         self.repeated: dict[str, int] = {}  # name -> copies, for names held more than once
         self.lines = True  # read line by line (``minsky.jsonlines``), proved by the inspection; else scanned
+        self.named = True  # each line begins with its record's name (as written), proved by the inspection
         self._inspect()
 
     # -- ReadableStore ---------------------------------------------------------
@@ -64,7 +71,10 @@ class Backup:
 
     def keys(self) -> Iterator[str]:
         # The inspection checked every entry is an object with a name (``canonical_of_dict``),
-        # and this pass reads the bytes it read: the names ``read`` would give, without the records.
+        # and this pass reads the bytes it read: the names ``read`` would give, without the records;
+        # read from the head of each line when the inspection found every name there.
+        if self.lines and self.named:
+            return self._pass(Layout(), names=True)
         return (item["session"] for item in self._pass(Layout()))
 
     # -- what the inspection found -----------------------------------------------
@@ -151,8 +161,10 @@ class Backup:
                     copies[name] = copies.get(name, 0) + 1
             self.repeated = {name: n for name, n in copies.items() if n > 1}
 
-    def _pass(self, layout: Layout) -> Iterator[Any]:
-        """The session entries as decoded; raises at the end if the bytes were not the inspected ones.
+    def _pass(self, layout: Layout, *, names: bool = False) -> Iterator[Any]:
+        """The session entries as decoded (``names``: only their names, read from the head of each
+        line, when the inspection proved that is where they are); raises at the end if the bytes
+        were not the inspected ones.
 
         Raises ``NotLines``/``TwoLists`` in the inspection when the file is not provably laid out
         one record per line (``Backup._inspect`` then scans it); a later pass that finds so was
@@ -163,7 +175,7 @@ class Backup:
         changed = StoreError(f"{where} changed while it was being read; nothing was restored from it")
         try:
             if self.lines:
-                yield from self._lines(buffered, layout)
+                yield from self._lines(buffered, layout, names=names)
                 while buffered.read(1 << 20):
                     pass
             else:
@@ -183,12 +195,31 @@ class Backup:
             raise changed
         self.sha256 = digest
 
-    @staticmethod
-    def _lines(handle: io.BufferedReader[HashingBytes], layout: Layout) -> Iterator[Any]:
+    def _lines(self, handle: io.BufferedReader[HashingBytes], layout: Layout, *, names: bool) -> Iterator[Any]:
         """The entries of a backup laid out one per line, as ``sessions`` would give them, filling
         in ``layout`` as it does; ``NotLines`` for anything it would read otherwise."""
         found = jsonlines.Layout()
-        yield from jsonlines.entries_of(handle, found)
+        inspecting = not self.sha256
+        for piece in jsonlines.pieces(handle, found):
+            if names:
+                match = _NAME.match(piece)
+                if match is None:  # the inspection found one on every line: not the bytes it read
+                    raise jsonlines.NotLines("a record whose name is not where the inspection found it")
+                yield match.group(1).decode("utf-8", "surrogateescape")
+                continue
+            try:
+                item = loads(piece)
+            except ValueError:  # not one whole value: not laid out in lines, or damaged
+                raise jsonlines.NotLines("an entry that does not decode on its own") from None
+            if inspecting and self.named:
+                match = _NAME.match(piece)
+                if (
+                    match is None
+                    or not isinstance(item, dict)
+                    or match.group(1).decode("utf-8", "surrogateescape") != item.get("session")
+                ):
+                    self.named = False  # the names pass decodes every record, as before
+            yield item
         rest = found.rest
         if "data" in rest:  # the scanner reads a "data" object's keys one by one (any copy of the key)
             raise jsonlines.NotLines("a 'data' key beside the list")
