@@ -184,14 +184,14 @@ def test_a_lossy_reader_fails_verify_and_check_naming_record_and_column(minsky, 
     from minsky import original
 
     db = use_db(tmp_path, "sqlite-2025-08-06-camel-pr", monkeypatch)
-    real = original.read_row
+    real = original._read_row  # behind read_row and read_record
 
-    def lossy(table: original.Table, row: Any) -> dict[str, Any]:
-        data = dict(real(table, row))
+    def lossy(table: original.Table, row: Any) -> tuple[dict[str, Any], bytes | None]:
+        data = dict(real(table, row)[0])
         data.pop("prBranch", None)  # as minsky's reader of a fixed column list did
-        return data
+        return data, None
 
-    monkeypatch.setattr(original, "read_row", lossy)
+    monkeypatch.setattr(original, "_read_row", lossy)
     result = minsky("sessiondb", "migrate", "to", "json", "--json-path", str(tmp_path / "out.json"), "--verify")
     assert result.exit_code == 6, result.output
     assert "'task-md#102'" in result.output and "'prBranch'" in result.output
@@ -199,6 +199,6 @@ def test_a_lossy_reader_fails_verify_and_check_naming_record_and_column(minsky, 
     assert check.exit_code == 4
     assert "'task-md#140'" in check.output and "'prBranch'" in check.output
     assert "Traceback" not in check.output + result.output
-    monkeypatch.setattr(original, "read_row", real)
+    monkeypatch.setattr(original, "_read_row", real)
     assert minsky("sessiondb", "check").exit_code == 0
     del db

@@ -20,6 +20,7 @@ from minsky.values import DECODER as DECODER
 from minsky.values import Unrepresentable as Unrepresentable
 from minsky.values import UnrepresentableError as UnrepresentableError
 from minsky.values import as_found_bytes as as_found_bytes
+from minsky.values import canonical_object as canonical_object
 from minsky.values import loads as loads
 from minsky.values import strict_bytes
 
@@ -130,11 +131,15 @@ _new_record: Final = SessionRecord.__new__
 _set: Final = object.__setattr__
 
 
-def record_from_dict(data: Any, *, where: str = "") -> SessionRecord:
+def record_from_dict(data: Any, *, where: str = "", canonical_form: bytes | None = None) -> SessionRecord:
     """Build a record from one decoded JSON object; reject what has no usable key.
 
     The record keeps ``data`` as its dict, and its fields are structured from it only when
     one is first read (a migration reads none): do not change ``data`` afterwards.
+
+    ``canonical_form``: the bytes ``data`` was decoded from, given only when they are proven
+    to be exactly ``canonical_bytes(data)`` (``canonical_object`` proves it): the record keeps
+    them as its canonical form, which then is never encoded again. Never stored text unproven.
     """
     if not isinstance(data, dict):
         raise RecordError(f"{where}a session record must be a JSON object, got {type(data).__name__}")
@@ -146,7 +151,7 @@ def record_from_dict(data: Any, *, where: str = "") -> SessionRecord:
     # Only ``session`` and the memo are set; ``SessionRecord.__getattr__`` does the rest.
     record: SessionRecord = _new_record(SessionRecord)
     _set(record, "session", name)
-    _set(record, "_memo", {"dict": data})
+    _set(record, "_memo", {"dict": data} if canonical_form is None else {"dict": data, "canonical": canonical_form})
     return record
 
 

@@ -163,6 +163,31 @@ def loads(data: bytes | str) -> Any:
         ) from None
 
 
+def canonical_object(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object ``raw`` holds when ``raw`` is exactly its canonical form (what
+    ``strict_bytes(value, sort_keys=True)`` gives: sorted keys, no whitespace, representable),
+    else None. The proof is a re-encoding: orjson reads ``raw`` and must write the very same
+    bytes back. Whatever orjson would read wrongly ("-0" as 0, an integer past 64 bits as a
+    float), or what is not canonical (other key order or spacing, ``\\u`` escapes, ``1E5``,
+    a repeated key), does not come back byte for byte, so it is None and the caller decodes
+    with ``loads``; what it would refuse (NaN, 1e400, a lone surrogate, a non-UTF-8 byte,
+    nesting past MAX_DEPTH) is None too. Costs one decode and one encode: a reader that has
+    the stored text proves it canonical here instead of re-encoding the record later."""
+    try:
+        value = orjson.loads(raw)
+    except ValueError:  # orjson.JSONDecodeError
+        return None
+    if type(value) is not dict:
+        return None
+    try:
+        again = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    if again != raw or (b"\\u0000" in raw and _NUL_ESCAPE.search(raw)):
+        return None
+    return value
+
+
 def problem(value: Any, path: str = "", depth: int = 1) -> str | None:
     """Why ``value`` is not representable (naming where in it), or None."""
     kind = type(value)

@@ -29,6 +29,7 @@ import attrs
 from minsky.codec import (
     camel,
     canonical_bytes,
+    canonical_object,
     compact_bytes,
     digest_bytes,
     loads,
@@ -402,16 +403,28 @@ def read_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
     when the row's cells no longer hash to the digest minsky stored, someone else changed it,
     and each column that no longer holds what minsky wrote there wins (NULL removes the key).
     """
+    return _read_row(table, row)[0]
+
+
+def _read_row(table: Table, row: Mapping[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+    """``read_row``, and the record's canonical form when the row's ``record`` text is the
+    record read and is proven exactly canonical (``canonical_object``); else None."""
     row_key = row[KEY]
     text = row.get(RECORD)
     if text is None or text == "":
-        return _record_from_cells(table, row)
+        return _record_from_cells(table, row), None
     if not isinstance(text, str):
         raise RecordError(f"{table.where(row_key, RECORD)}: not JSON text", hint=REPAIR_HINT)
-    try:
-        stored = loads(text)
-    except ValueError:
-        raise RecordError(f"{table.where(row_key, RECORD)}: not JSON: {text[:60]!r}", hint=REPAIR_HINT) from None
+    # What minsky wrote is canonical: proven so by one decode and one re-encode, it is both the
+    # record's dict and its canonical form (never encoded again). Anything else: ``loads``.
+    encoded = text.encode("utf-8", "surrogatepass")
+    stored: Any = canonical_object(encoded)
+    proven = encoded if stored is not None else None
+    if stored is None:
+        try:
+            stored = loads(text)
+        except ValueError:
+            raise RecordError(f"{table.where(row_key, RECORD)}: not JSON: {text[:60]!r}", hint=REPAIR_HINT) from None
     if not isinstance(stored, dict):
         raise RecordError(f"{table.where(row_key, RECORD)}: not a JSON object", hint=REPAIR_HINT)
     if stored.get(KEY) != row_key:
@@ -421,7 +434,7 @@ def read_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
         )
     digest = row.get(DIGEST)
     if not digest or digest == cells_digest(table, row):
-        return stored  # untouched since minsky wrote it (or written before digests were kept)
+        return stored, proven  # untouched since minsky wrote it (or written before digests were kept)
     written = project_lenient(table, stored)
     merged = dict(stored)
     for column in table.data_columns:
@@ -432,17 +445,19 @@ def read_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
             merged.pop(key, None)
         else:
             merged[key] = decode(table, column, value, row_key)
-    return merged
+    return merged, None
 
 
 def read_record(table: Table, row: Mapping[str, Any], where: str, record_where: str | None = None) -> SessionRecord:
     """The record a row holds (``read_row``), built; an error names ``where`` (the store), and a
     record without a usable name ``record_where`` (default ``where``) and the session."""
     try:
-        data = read_row(table, row)
+        data, canonical_form = _read_row(table, row)
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", hint=exc.hint) from None
-    return record_from_dict(data, where=f"{record_where or where}: session {row[KEY]!r}: ")
+    return record_from_dict(
+        data, where=f"{record_where or where}: session {row[KEY]!r}: ", canonical_form=canonical_form
+    )
 
 
 def project_lenient(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
