@@ -28,6 +28,7 @@ from minsky.codec import (
     canonical,
     canonical_bytes,
     canonical_object,
+    compact_bytes,
     digest_form,
     loads,
     record_from_dict,
@@ -230,3 +231,37 @@ def test_the_sample_records_are_proven_through_a_sqlite_store(tmp_path: Path, da
     (again,) = list(store.read())
     assert "canonical" not in again._memo
     assert canonical(again) == canonical(record)
+
+
+# -- the JSON-text cells: the inlined encoder is compact_bytes, refusals included ----------------
+
+
+def same_json_text(value: Any) -> None:
+    try:
+        expected: str | None = compact_bytes(value).decode("utf-8", "surrogatepass")
+    except UnrepresentableError:
+        expected = None
+    if expected is None:
+        with pytest.raises(UnrepresentableError):
+            original._json_text(value)
+    else:
+        assert original._json_text(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x\x00y", {"a": ["\x00"]}, "\\u0000", {"\x00": 1}, "a\\", 2**64, -(2**63) - 1, [1.5, None, True], "\ud83d"],
+    ids=repr,
+)
+def test_a_json_cell_is_compact_bytes_or_refused_alike(value: Any) -> None:
+    same_json_text(value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=values)
+def test_any_json_cell_is_compact_bytes_or_refused_alike(value: Any) -> None:
+    try:
+        decoded = loads(b'{"v":' + as_text(value) + b"}")["v"]
+    except ValueError:
+        return
+    same_json_text(decoded)

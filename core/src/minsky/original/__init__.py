@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import attrs
+import orjson
 
 from minsky.codec import (
     camel,
@@ -174,7 +175,16 @@ def _fits(column: Column, text: str) -> bool:
 
 
 def _json_text(value: Any) -> str:
-    return compact_bytes(value).decode("utf-8", "surrogatepass")
+    """``compact_bytes(value)`` as text, its common case inlined (orjson, no backslash): the
+    cell of every JSON-text key of every record written comes through here."""
+    try:
+        blob = orjson.dumps(value)
+    except TypeError:
+        blob = compact_bytes(value)  # an integer past 64 bits, or a refusal
+    else:
+        if b"\\" in blob and b"\\u0000" in blob:
+            blob = compact_bytes(value)  # refused unless the escape is "\\\\u0000" text
+    return blob.decode("utf-8", "surrogatepass")
 
 
 def cell(column: Column, key: str, value: Any) -> Any:
