@@ -14,7 +14,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import ORIGINAL, run_minsky
-from minsky.codec import canonical, record_from_dict
+from minsky.codec import canonical, loads, record_from_dict
 from minsky.errors import ConflictError
 from minsky.testing.records import SAMPLE_DICTS
 
@@ -534,3 +534,37 @@ def test_fail_into_an_empty_table_copies_straight_in_and_a_late_name_aborts_it(p
     finally:
         ours.close()
         other.close()
+
+
+def test_one_copy_spans_batches_and_a_failure_in_any_of_them_writes_nothing(postgres_url: str) -> None:
+    """The direct writer's COPY spans several batches: a repeated name sent in an earlier batch
+    is still named when the server refuses it, a record refused while encoding ends the COPY
+    without writing anything, and the store is usable afterwards."""
+    from minsky.codec import UnrepresentableError
+    from minsky.testing.records import generated_records
+    from minsky_backend_postgres import store as pg_store
+    from minsky_backend_postgres.store import PostgresStore
+
+    ours = PostgresStore(postgres_url)
+    ours.insert(generated_records(1, "seed")[0])  # creates the schema
+    ours.delete("seed-000000")
+    records = generated_records(6)
+    try:
+        with pytest.raises(ConflictError) as info, ours.bulk_writer(on_conflict="fail") as writer:
+            assert type(writer).__name__ == "_DirectCopyWriter"
+            writer.write(records[:3])
+            writer.write([records[4], records[1], records[5]])  # gen-000001 again, one batch later
+        assert "'gen-000001'" in str(info.value)
+        assert list(ours.read()) == []
+        bad = record_from_dict({"session": "bad", "value": loads("NaN")})
+        with pytest.raises(UnrepresentableError), ours.bulk_writer(on_conflict="fail") as writer:
+            writer.write(records[:3])
+            writer.write([records[3], bad])
+        assert list(ours.read()) == []
+        assert pg_store.COPY_ROWS > 2 * 3  # (the batches above were one COPY)
+        with ours.bulk_writer(on_conflict="fail") as writer:
+            writer.write(records[:3])
+            writer.write(records[3:])
+        assert [r.session for r in ours.read()] == [r.session for r in records]
+    finally:
+        ours.close()

@@ -14,7 +14,7 @@ import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import sql
@@ -36,6 +36,7 @@ from minsky_backend_postgres.errors import describe_target, translate
 # tuples made of it) at a migration's peak; 500 hold a quarter of that, for 2,000 round trips
 # a million rows (each well under a millisecond on a local server).
 ITERSIZE = 500
+COPY_ROWS = 10_000  # records one COPY into an empty table carries (_DirectCopyWriter)
 
 
 class PostgresStore:
@@ -363,7 +364,12 @@ class PostgresStore:
                 # unique key refuses (aborting the whole transaction: "fail" writes nothing).
                 # So COPY straight into the table: no staging, no INSERT ... SELECT.
                 direct = _DirectCopyWriter(self, conn, table)
-                yield direct
+                try:
+                    yield direct
+                except BaseException:
+                    direct.abort()
+                    raise
+                direct.finish()
                 return
             # The staging table copies the target's column types (an original table may use
             # varchar, uuid) but no defaults: no sequence is drawn per staged row.
@@ -467,7 +473,7 @@ class _CopyWriter:
                     inserted = {row[0] for row in self.conn.execute(self.insert_absent).fetchall()}
                     self.conflicts.extend(r.session for r in batch if r.session not in inserted)
         except psycopg.Error as exc:
-            raise self.store._row_error(exc, _offender(exc, batch), "writing sessions") from None
+            raise self.store._row_error(exc, _offender(exc, [r.session for r in batch]), "writing sessions") from None
         self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))
 
 
@@ -477,9 +483,13 @@ def _empty(conn: psycopg.Connection[Any]) -> bool:
 
 
 class _DirectCopyWriter:
-    """``fail`` into an empty table: each batch is COPYed into the table itself. A name another
+    """``fail`` into an empty table: the batches are COPYed into the table itself. A name another
     writer committed meanwhile violates the unique key, which aborts the transaction: nothing
-    is written, and the name the server reports is the conflict."""
+    is written, and the name the server reports is the conflict.
+
+    One COPY spans ``COPY_ROWS`` records (several batches): the server parses and indexes rows
+    while minsky encodes the next ones, instead of both waiting at the end of every batch. The
+    names in flight are kept to name the one a failure reports."""
 
     def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any], table: original.Table) -> None:
         self.store, self.conn, self.table = store, conn, table
@@ -487,23 +497,67 @@ class _DirectCopyWriter:
         self.copy_sql = sql.SQL("COPY {t} ({cols}) FROM STDIN").format(
             t=schema.TABLE, cols=schema.ident_list(schema.write_columns(table))
         )
+        self._open: contextlib.ExitStack | None = None
+        self._copy: psycopg.Copy | None = None
+        self._names: list[str] = []
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
+        if self._copy is None:
+            stack = contextlib.ExitStack()
+            try:
+                cursor = stack.enter_context(self.conn.cursor())
+                self._copy = stack.enter_context(cursor.copy(self.copy_sql))
+            except psycopg.Error as exc:
+                stack.close()
+                raise self.store._row_error(
+                    exc, _offender(exc, [r.session for r in batch]), "writing sessions"
+                ) from None
+            self._open = stack
+        write_row, to_row, table = self._copy.write_row, schema.to_row, self.table
         try:
-            with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-                for record in batch:
-                    copy.write_row(schema.to_row(self.table, record))
-        except psycopg.errors.UniqueViolation as exc:
-            if not (exc.diag.message_detail or "").startswith(f"Key ({original.KEY})="):  # another unique column
-                raise self.store._row_error(exc, _offender(exc, batch), "writing sessions") from None
-            raise conflict_at_commit(self.store.location, [_offender(exc, batch)]) from None
+            for record in batch:
+                write_row(to_row(table, record))
         except psycopg.Error as exc:
-            raise self.store._row_error(exc, _offender(exc, batch), "writing sessions") from None
+            self._fail(exc, [*self._names, *(r.session for r in batch)])
+        except BaseException:
+            self.abort()
+            raise
+        self._names.extend(r.session for r in batch)
+        if len(self._names) >= COPY_ROWS:
+            self.finish()
+
+    def finish(self) -> None:
+        """End the COPY in flight (if any): the server has then checked every row sent."""
+        stack, names = self._open, self._names
+        self._open, self._copy, self._names = None, None, []
+        if stack is None:
+            return
+        try:
+            stack.close()
+        except psycopg.Error as exc:
+            self._fail(exc, names)
+
+    def abort(self) -> None:
+        """End the COPY in flight with an error: nothing of it is written."""
+        stack = self._open
+        self._open, self._copy, self._names = None, None, []
+        if stack is not None:
+            with contextlib.suppress(psycopg.Error):
+                stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def _fail(self, exc: psycopg.Error, names: Sequence[str]) -> NoReturn:
+        self.abort()
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            if not (exc.diag.message_detail or "").startswith(f"Key ({original.KEY})="):  # another unique column
+                raise self.store._row_error(exc, _offender(exc, names), "writing sessions") from None
+            raise conflict_at_commit(self.store.location, [_offender(exc, names)]) from None
+        raise self.store._row_error(exc, _offender(exc, names), "writing sessions") from None
 
 
-def _offender(exc: psycopg.Error, batch: Sequence[SessionRecord]) -> str:
-    """The session a set-based write failed on, when the server's detail names it."""
+def _offender(exc: psycopg.Error, names: Sequence[str]) -> str:
+    """The session a set-based write failed on (of ``names``, those sent), when the server's
+    detail names it."""
     if exc.sqlstate == "54000":  # an index row too big: the longest name
-        return max((r.session for r in batch), key=len)
+        return max(names, key=len)
     detail = exc.diag.message_detail or ""
-    return next((r.session for r in batch if f"({r.session})" in detail), "(one of a batch)")
+    return next((name for name in names if f"({name})" in detail), "(one of a batch)")
