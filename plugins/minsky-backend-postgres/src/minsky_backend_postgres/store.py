@@ -189,8 +189,9 @@ class PostgresStore:
     def _select(
         self, tail: sql.Composable | None = None, params: Sequence[Any] = (), doing: str = "reading sessions"
     ) -> Iterator[SessionRecord]:
+        where, location = f"PostgreSQL {self.location}", self.location  # (``_decode``) once, not per row
         for table, row in self._rows(tail, params, doing):
-            yield self._decode(table, row)
+            yield original.read_record(table, schema.as_mapping(table, row), where, location)
 
     def source_rows(self) -> Iterator[tuple[original.Table, Mapping[str, Any]]]:
         """Every row's raw cells, in ``read()``'s order: what coverage checks are made against.
