@@ -226,3 +226,26 @@ def test_a_record_no_store_can_hold_does_not_stop_the_check_of_the_others(tmp_pa
     assert [r["session"] for r in report.rejected] == [first]
     assert report.verification is not None and not report.verification.ok
     assert any("'prBranch'" in gap for gap in report.verification.uncovered), report.verification.uncovered
+
+
+class DroppingRecordKey(SqliteStore):
+    """A backend whose ``read()`` loses a key only the ``record`` column holds (no cell shows it)."""
+
+    def read(self) -> Iterator[SessionRecord]:
+        for record in super().read():
+            data = dict(record_to_dict(record))
+            data.pop("notes", None)
+            yield record_from_dict(data)
+
+
+def test_a_reader_that_drops_a_key_only_the_record_column_holds_fails_verify(tmp_path: Path) -> None:
+    db = build(tmp_path / "sessions.db", "sqlite-2025-08-06-camel-pr")
+    store = SqliteStore(db)
+    records = [record_from_dict({**record_to_dict(r), "notes": f"kept {i}"}) for i, r in enumerate(store.read())]
+    with store.bulk_writer("overwrite") as writer:
+        writer.write(records)
+    assert all("notes" in record_to_dict(r) for r in SqliteStore(db).read())
+    gaps = migrated(DroppingRecordKey(db), tmp_path)
+    assert gaps and all("key 'notes' of the row's record is not in the record read" in gap for gap in gaps), gaps
+    (tmp_path / "again").mkdir()
+    assert migrated(SqliteStore(db), tmp_path / "again") == []

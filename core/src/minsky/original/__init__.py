@@ -511,6 +511,23 @@ def uncovered(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> 
     return missing
 
 
+def unheld_keys(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+    """The keys of the record ``row`` holds (``read_row``) that the record read, ``data``, lacks
+    or holds otherwise: what a reader lost that no cell shows (a key only the ``record`` column
+    holds). Empty for a row ``read_row`` refuses (the reader refuses it too, by name)."""
+    try:
+        held = read_row(table, row)
+    except RecordError:
+        return []
+    if held is data or digest_bytes(held) == digest_bytes(data):
+        return []
+    return [key for key in held if key not in data or _value_bytes(held[key]) != _value_bytes(data[key])]
+
+
+def _value_bytes(value: Any) -> bytes:
+    return digest_bytes({KEY: value})
+
+
 def coverage_problems(
     rows: Iterable[tuple[Table, Mapping[str, Any]]], records: Iterable[Mapping[str, Any]], limit: int = 20
 ) -> tuple[list[str], list[str]]:
@@ -524,7 +541,7 @@ def coverage_problems(
     unmatched: dict[str, Mapping[str, Any]] = {}
 
     def check(table: Table, row: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        _report(problems, table, row, uncovered(table, row, data), limit)
+        _report(problems, table, row, uncovered(table, row, data), limit, unheld_keys(table, row, data))
 
     for (table, row), data in _pairs(rows, records):
         if data is not None and row is not None and data.get(KEY) == row[KEY]:
@@ -601,7 +618,7 @@ def _coverage_of(store: Any, rows: Iterable[tuple[Table, Mapping[str, Any]]], li
         suspects: set[str] = set()
         for record in store.read():
             found = wanted.pop(record.session, None)
-            if found is not None and uncovered(*found, record_to_dict(record)):
+            if found is not None and (uncovered(*found, data := record_to_dict(record)) or unheld_keys(*found, data)):
                 suspects.add(record.session)
         unread = list(wanted)
         problems: list[str] = []
@@ -621,13 +638,24 @@ def _coverage_of(store: Any, rows: Iterable[tuple[Table, Mapping[str, Any]]], li
     return problems
 
 
-def _report(problems: list[str], table: Table, row: Mapping[str, Any], columns: list[str], limit: int) -> None:
+def _report(
+    problems: list[str],
+    table: Table,
+    row: Mapping[str, Any],
+    columns: list[str],
+    limit: int,
+    keys: Sequence[str] = (),
+) -> None:
     for name in columns:
         if len(problems) < limit:
             problems.append(
                 f"session {row[KEY]!r}: column {name!r} ({_short(row[name])}) is not in the record read "
                 f"(key {table.keys[name]!r})"
             )
+    told = {table.keys[name] for name in columns}
+    for key in keys:
+        if key not in told and len(problems) < limit:
+            problems.append(f"session {row[KEY]!r}: key {key!r} of the row's record is not in the record read")
 
 
 def _pairs(
