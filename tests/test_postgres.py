@@ -568,3 +568,32 @@ def test_one_copy_spans_batches_and_a_failure_in_any_of_them_writes_nothing(post
         assert [r.session for r in ours.read()] == [r.session for r in records]
     finally:
         ours.close()
+
+
+def test_a_refusal_mid_copy_names_the_row_the_server_refused(postgres_url: str) -> None:
+    """Another unique index on the table (someone else's): the session named is the row the
+    server refused (its COPY line), not a session whose name merely appears in the detail."""
+    from minsky.errors import StoreError
+    from minsky_backend_postgres.store import PostgresStore
+
+    ours = PostgresStore(postgres_url)
+    ours.insert(record_from_dict({"session": "seed", "taskId": "seed"}))  # creates the schema
+    ours.delete("seed")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE UNIQUE INDEX other_unique_task ON sessions (task_id)")
+    # "777" is a session's name and, later, the task both 'n-0001' and 'n-2500' carry.
+    records = [record_from_dict({"session": "777", "taskId": "#1"})]
+    records += [record_from_dict({"session": f"n-{i:04d}", "taskId": f"#{i + 2}"}) for i in range(3000)]
+    records[2] = record_from_dict({"session": "n-0001", "taskId": "777"})
+    records[2501] = record_from_dict({"session": "n-2500", "taskId": "777"})
+    try:
+        with pytest.raises(StoreError) as info, ours.bulk_writer(on_conflict="fail") as writer:
+            assert type(writer).__name__ == "_DirectCopyWriter"
+            for start in range(0, len(records), 1000):
+                writer.write(records[start : start + 1000])
+        assert "'n-2500'" in str(info.value) and "'777'" not in str(info.value).split("Key")[0], str(info.value)
+        assert list(ours.read()) == []
+    finally:
+        ours.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("DROP INDEX IF EXISTS other_unique_task")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -543,16 +545,31 @@ class _DirectCopyWriter:
         stack = self._open
         self._open, self._copy, self._names = None, None, []
         if stack is not None:
-            with contextlib.suppress(psycopg.Error):
-                stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            # On a lost connection psycopg logs that it could not end the COPY: the error raised
+            # says so once, in one line; its log record would be a second line on stderr.
+            psycopg_log = logging.getLogger("psycopg")
+            disabled, psycopg_log.disabled = psycopg_log.disabled, True
+            try:
+                with contextlib.suppress(psycopg.Error):
+                    stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            finally:
+                psycopg_log.disabled = disabled
 
     def _fail(self, exc: psycopg.Error, names: Sequence[str]) -> NoReturn:
         self.abort()
+        # The server names the COPY line it refused: with ``names`` (all this COPY sent, in
+        # order) that is the session, exactly — a name found in the detail text may be another
+        # column's value that happens to equal some session's name.
+        line = _COPY_LINE.search(exc.diag.context or "")
+        offender = names[int(line[1]) - 1] if line and 0 < int(line[1]) <= len(names) else _offender(exc, names)
         if isinstance(exc, psycopg.errors.UniqueViolation):
             if not (exc.diag.message_detail or "").startswith(f"Key ({original.KEY})="):  # another unique column
-                raise self.store._row_error(exc, _offender(exc, names), "writing sessions") from None
-            raise conflict_at_commit(self.store.location, [_offender(exc, names)]) from None
-        raise self.store._row_error(exc, _offender(exc, names), "writing sessions") from None
+                raise self.store._row_error(exc, offender, "writing sessions") from None
+            raise conflict_at_commit(self.store.location, [offender]) from None
+        raise self.store._row_error(exc, offender, "writing sessions") from None
+
+
+_COPY_LINE = re.compile(r"\bCOPY \S+, line (\d+)")
 
 
 def _offender(exc: psycopg.Error, names: Sequence[str]) -> str:
