@@ -6,34 +6,34 @@ benchmark, the code and the day. Nothing here is a target: targets live in bench
 
 from __future__ import annotations
 
-# benchmarks/migrate.py --n 100000 on minsky 127e96c (2026-11-28, 13:47 UTC), 2 vCPUs, quiet
-# (load average 0.6-1.2): records per second of a plain migration, and what --verify and --backup
-# added to it (a fraction of the plain time) in the same run. A busy machine is slower: at load
-# 8-19 the same benchmark on older code measured a third to a half of these rates.
+# benchmarks/migrate.py --n 100000 on minsky e879db7 (2026-11-28, 16:51 UTC), 2 vCPUs (AMD EPYC),
+# quiet (load average 0.6-1.0): records per second of a plain migration, and what --verify and
+# --backup added to it (a fraction of the plain time) in the same run. A busy machine is slower:
+# at load 8-19 the same benchmark on older code measured a third to a half of these rates.
 MEASURED_ON = "2026-11-28"
 MIGRATION_RATE: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 15_326,
-    ("sqlite", "postgres"): 14_943,
-    ("postgres", "json"): 18_142,
-    ("json", "postgres"): 14_969,
-    ("sqlite", "json"): 19_183,
-    ("postgres", "sqlite"): 13_435,
+    ("json", "sqlite"): 22_858,
+    ("sqlite", "postgres"): 24_411,
+    ("postgres", "json"): 30_971,
+    ("json", "postgres"): 25_571,
+    ("sqlite", "json"): 32_067,
+    ("postgres", "sqlite"): 19_887,
 }
 VERIFY_ADDS: dict[tuple[str, str], float] = {
     ("json", "sqlite"): 0.19,
-    ("sqlite", "postgres"): 1.39,
-    ("postgres", "json"): 1.61,
-    ("json", "postgres"): 0.27,
-    ("sqlite", "json"): 1.34,
-    ("postgres", "sqlite"): 1.30,
+    ("sqlite", "postgres"): 1.05,
+    ("postgres", "json"): 1.45,
+    ("json", "postgres"): 0.34,
+    ("sqlite", "json"): 1.11,
+    ("postgres", "sqlite"): 0.98,
 }
 BACKUP_ADDS: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 0.38,
-    ("sqlite", "postgres"): 0.48,
-    ("postgres", "json"): 0.77,
-    ("json", "postgres"): 0.36,
-    ("sqlite", "json"): 0.58,
-    ("postgres", "sqlite"): 0.71,
+    ("json", "sqlite"): 0.29,
+    ("sqlite", "postgres"): 0.46,
+    ("postgres", "json"): 0.70,
+    ("json", "postgres"): 0.44,
+    ("sqlite", "json"): 0.61,
+    ("postgres", "sqlite"): 0.53,
 }
 
 # benchmarks/commands.py --runs 3 on minsky 02b0da1 (2026-11-28, 14:32 UTC, quiet): best-of-3
