@@ -364,6 +364,19 @@ class Bench:
         self.log(row)
 
 
+def earlier_results(path: Path, commit: str, measured: set[str]) -> list[dict[str, Any]]:
+    """The rows an earlier run of this commit and N left in ``path`` that this run did not measure
+    again: a `--variants verify,backup` run after the plain one keeps the plain rows (growth.md
+    reads them)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or data.get("machine", {}).get("commit") != commit:
+        return []
+    return [r for r in data.get("results", []) if isinstance(r, dict) and r.get("what") not in measured]
+
+
 def growth_from_results(out_dir: Path, commit: str) -> str | None:
     """The growth table from every result file of this commit on disk (plain migrations only):
     run --n 10000, --n 100000 and --n 1000000 one after the other and results/growth.md has all three."""
@@ -458,9 +471,9 @@ def main() -> None:
     out_dir.mkdir(exist_ok=True)
     stem = f"growth-{'-'.join(map(str, sizes))}" if args.growth else f"migrate-{args.n}"
     (out_dir / f"{stem}.md").write_text(heading + "\n\n" + body + "\n")
-    (out_dir / f"{stem}.json").write_text(
-        json.dumps({"machine": info, "results": [r.to_json() for r in rows]}, indent=2) + "\n"
-    )
+    results = [r.to_json() for r in rows]
+    results = earlier_results(out_dir / f"{stem}.json", info["commit"], {r["what"] for r in results}) + results
+    (out_dir / f"{stem}.json").write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
     growth = growth_from_results(out_dir, info["commit"])
     if growth:
         (out_dir / "growth.md").write_text(f"minsky {info['commit']}: time in s / peak RSS in MB\n\n{growth}\n")
