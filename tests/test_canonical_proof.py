@@ -211,11 +211,7 @@ def test_any_record_text_reads_as_the_slow_path_reads_it(
 def test_the_sample_records_are_proven_through_a_sqlite_store(tmp_path: Path, data: dict[str, Any]) -> None:
     store = SqliteStore(tmp_path / "s.db")
     record = record_from_dict(json.loads(json.dumps(data)))
-    try:
-        canonical(record)
-    except UnrepresentableError:
-        pytest.skip("not storable")
-    store.insert(record)
+    store.insert(record)  # every sample is storable (the refusals are tested above, text by text)
     (read,) = list(store.read())
     try:  # an integer past 64 bits: orjson cannot prove it, the slow path reads it
         orjson.dumps(record_to_dict(record))
