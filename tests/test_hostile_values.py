@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,22 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["read here", "read in a forked child"])
+def read_in(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each case read in this process and in a forked child (``minsky.forked``): the same outcome."""
+    from minsky import forked
+
+    forks: list[int] = []
+    if request.param == "read here":
+        monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "off")
+    else:
+        monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "0")
+        real = forked.read_in_child
+        monkeypatch.setattr(forked, "read_in_child", lambda *a, **k: forks.append(1) or real(*a, **k))
+    yield
+    assert bool(forks) == (request.param != "read here")
+
+
 @pytest.fixture
 def pg(request: pytest.FixtureRequest) -> Callable[[], str]:
     return lambda: str(request.getfixturevalue("postgres_url"))
@@ -134,7 +150,7 @@ def readable_by_every_command(minsky, monkeypatch, backend: str, env: dict[str, 
 
 @pytest.mark.parametrize("case", sorted(KEPT))
 def test_a_value_that_can_be_kept_round_trips_exactly(
-    minsky, monkeypatch, tmp_path: Path, backend: str, pg, case: str
+    minsky, monkeypatch, tmp_path: Path, backend: str, pg, case: str, read_in: None
 ) -> None:  # type: ignore[no-untyped-def]
     data = store_bytes(KEPT[case])
     source = tmp_path / "source.json"
@@ -155,7 +171,7 @@ def test_a_value_that_can_be_kept_round_trips_exactly(
 @pytest.mark.parametrize("case", sorted(REFUSED))
 @pytest.mark.parametrize("how", ["migrate", "restore"])
 def test_a_value_no_store_can_hold_is_rejected_by_name_and_the_rest_move(
-    minsky, monkeypatch, tmp_path: Path, backend: str, pg, case: str, how: str
+    minsky, monkeypatch, tmp_path: Path, backend: str, pg, case: str, how: str, read_in: None
 ) -> None:  # type: ignore[no-untyped-def]
     field, reason = REFUSED[case]
     data = store_bytes(field, where="pr" if case.startswith("negative-zero") else "top")

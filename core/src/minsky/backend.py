@@ -106,6 +106,18 @@ class CatchUpWriter(BulkWriter, Protocol):
         """Remove ``names`` when the write commits; the names that were there."""
 
 
+@runtime_checkable
+class RowMakingWriter(BulkWriter, Protocol):
+    """Optional, on a ``BulkWriter``: lets a migration that reads its source in a forked child
+    (``ForkableStore``) make the target's rows there too, on the other core."""
+
+    def row_maker(self) -> Callable[[SessionRecord], object]:
+        """A pure function of one record giving what ``write`` makes of it (a row): same record,
+        same result, no side effect, whatever process runs it. The engine may run it elsewhere
+        and hand the result in with the record; ``write`` then takes it with
+        ``codec.premade(record, maker)`` instead of making it again (None: make it)."""
+
+
 class ReadableStore(Protocol):
     """What a migration needs of its source (a store, or a backup file)."""
 
@@ -156,6 +168,20 @@ class Store(ReadableStore, Protocol):
 
     def close(self) -> None:
         """Release connections and handles; the store may not be used afterwards."""
+
+
+@runtime_checkable
+class ForkableStore(Protocol):
+    """Optional: lets a migration read this store in a child process forked for the read, while
+    the parent writes the target on another core (``minsky.forked``; Linux only)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def fork_reader(self) -> ReadableStore:
+        """A store whose ``read()`` gives what this one's would, sharing nothing open with it:
+        no connection, no file offset, no lock (``self`` when reads open their own). Called in
+        the parent just before the fork; the result is used only in the child."""
 
 
 @runtime_checkable

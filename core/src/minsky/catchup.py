@@ -138,11 +138,19 @@ def open_writer(store: Store, on_conflict: OnConflict) -> AbstractContextManager
     return store.bulk_writer()
 
 
-def write_all(store: Store, records: Iterable[SessionRecord], on_conflict: OnConflict) -> tuple[int, list[str]]:
-    """Write records in batches; returns how many were handed over and the commit-time conflicts."""
+def write_all(
+    store: Store,
+    records: Iterable[SessionRecord],
+    on_conflict: OnConflict,
+    opened: Callable[[BulkWriter], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Write records in batches; returns how many were handed over and the commit-time conflicts.
+    ``opened`` is told the writer before the first record is asked for."""
     stream: Iterator[SessionRecord] = iter(records)
     handed = 0
     with open_writer(store, on_conflict) as writer:
+        if opened is not None:
+            opened(writer)
         while batch := list(itertools.islice(stream, BATCH_SIZE)):
             hooks.stage(store, writer, batch)  # the write hook, once per batch
             handed += len(batch)

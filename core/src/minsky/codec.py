@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import attrs
 import cattrs
+import orjson
 
 from minsky.errors import RecordError
 from minsky.model import MISSING, MODEL_CLASSES, SessionRecord
@@ -155,6 +156,37 @@ def record_from_dict(data: Any, *, where: str = "", canonical_form: bytes | None
     return record
 
 
+def with_premade(record: SessionRecord, maker: object, made: object) -> None:
+    """Keep ``made``, what ``maker`` (a ``RowMakingWriter.row_maker``) gave for ``record``
+    elsewhere, for the writer to take (``premade``) rather than make again."""
+    record._memo["premade"] = (maker, made)
+
+
+def premade(record: SessionRecord, maker: object) -> Any:
+    """What ``maker`` gave for ``record`` (``with_premade``), or None: made by another maker, or not made."""
+    kept = record._memo.get("premade")
+    return kept[1] if kept is not None and kept[0] is maker else None
+
+
+def record_from_canonical(name: str, blob: bytes) -> SessionRecord:
+    """A record whose dict is ``orjson.loads(blob)`` exactly (key order included: the caller
+    proved ``orjson.dumps(dict) == blob``, e.g. ``minsky.forked``), and ``blob`` its canonical
+    form; the dict is decoded only when something asks for it (a writer that was handed its
+    rows ready-made never does)."""
+    record: SessionRecord = _new_record(SessionRecord)
+    _set(record, "session", name)
+    _set(record, "_memo", {"canonical": blob, "undecoded": True})
+    return record
+
+
+def memo_dict(memo: dict[str, Any]) -> dict[str, Any] | None:
+    """The dict a record's memo holds, decoding it first for ``record_from_canonical``'s; None if none."""
+    data: dict[str, Any] | None = memo.get("dict")
+    if data is None and memo.pop("undecoded", False):
+        data = memo["dict"] = orjson.loads(memo["canonical"])
+    return data
+
+
 def canonical_of_dict(data: Any, *, where: str = "") -> bytes:
     """The form a decoded record's digest is taken of (``digest_bytes``), as ``record_digest``
     would hash it, without building the record: what verification needs, at half the cost."""
@@ -181,6 +213,8 @@ def record_to_dict(record: SessionRecord) -> dict[str, Any]:
     """The record as its on-disk JSON object. Shared and memoised: copy it before changing it."""
     memo = record._memo
     data = memo.get("dict")
+    if data is None:
+        data = memo_dict(memo)
     if data is None:
         data = memo["dict"] = _UNSTRUCTURE[SessionRecord](record)
     result: dict[str, Any] = data

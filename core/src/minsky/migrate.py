@@ -25,8 +25,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
-from minsky import hooks
-from minsky.backend import OnConflict, ReadableStore, Store, change_token
+from minsky import forked, hooks
+from minsky.backend import BulkWriter, ForkableStore, OnConflict, ReadableStore, RowMakingWriter, Store, change_token
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
 from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_stream, digest_form
 from minsky.coverage import source_gaps
@@ -261,14 +261,18 @@ def migrate(
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)
 
-    stream = admitted(prefetched(hooks.read(source.store), READ_AHEAD_BATCH, depth=READ_AHEAD_DEPTH))
-    if dry_run:
-        report.written = sum(1 for _ in stream)
-    else:
-        target_store = target.store
-        assert isinstance(target_store, Store), "a migration target must be a full Store"
-        report.written, late_conflicts = write_all(target_store, stream, on_conflict)
-        _count_commit_conflicts(report, late_conflicts, existing, on_conflict, snapshot)
+    feed = _Source(source.store, scan.seen.hashed())
+    stream = admitted(feed)
+    try:
+        if dry_run:
+            report.written = sum(1 for _ in stream)
+        else:
+            target_store = target.store
+            assert isinstance(target_store, Store), "a migration target must be a full Store"
+            report.written, late_conflicts = write_all(target_store, stream, on_conflict, opened=feed.writer_opened)
+            _count_commit_conflicts(report, late_conflicts, existing, on_conflict, snapshot)
+    finally:
+        feed.close()  # now, not when a traceback lets go of it: a reader child is told to stop
     report.source_digest = source_digest.hexdigest
     plan.read_all()
     log.debug(
@@ -293,6 +297,33 @@ def migrate(
         _after_copy(report, source, target, snapshot, on_conflict, switch)
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Source:
+    """The source's records, read once the target's writer is open: read by a forked child when
+    that pays (``minsky.forked``), which then makes the writer's rows as well (``row_maker``)."""
+
+    def __init__(self, store: ReadableStore, count: int) -> None:
+        self.store, self.count = store, count
+        self.maker: Callable[[SessionRecord], object] | None = None
+        self.records: Iterator[SessionRecord] | None = None
+
+    def writer_opened(self, writer: BulkWriter) -> None:
+        if isinstance(writer, RowMakingWriter):
+            self.maker = writer.row_maker()
+
+    def __iter__(self) -> Iterator[SessionRecord]:
+        if forked.wanted(self.store, self.count):
+            assert isinstance(self.store, ForkableStore)
+            self.records = forked.read_in_child(self.store, self.maker)  # the pipe is the read-ahead
+        else:
+            self.records = prefetched(hooks.read(self.store), READ_AHEAD_BATCH, depth=READ_AHEAD_DEPTH)
+        return self.records
+
+    def close(self) -> None:
+        close = getattr(self.records, "close", None)
+        if callable(close):
+            close()
 
 
 def _count_commit_conflicts(

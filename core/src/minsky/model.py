@@ -124,13 +124,13 @@ class SessionRecord:
             # reading the record. Its first read of any other field structures them all
             # from the memoised dict, exactly as the eager path would have.
             if name in _LAZY_FIELDS:
-                try:
-                    data = object.__getattribute__(self, "_memo")["dict"]
-                except (AttributeError, KeyError):
-                    pass
-                else:
-                    from minsky.codec import fill_record  # here: codec imports this module
+                from minsky.codec import fill_record, memo_dict  # here: codec imports this module
 
+                try:
+                    data = memo_dict(object.__getattribute__(self, "_memo"))
+                except AttributeError:
+                    data = None
+                if data is not None:
                     fill_record(self, data)
                     return object.__getattribute__(self, name)
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)

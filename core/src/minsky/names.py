@@ -29,6 +29,10 @@ class NameHashes:
         self._exact_hashes: set[int] = set()  # hashes two names share: told apart by name
         self._extra: set[str] = set()  # added after freezing
 
+    def hashed(self) -> int:
+        """How many names were added before freezing (repeats counted)."""
+        return sum(len(bucket) for bucket in self._buckets)
+
     def add(self, name: str) -> None:
         if self._frozen:
             self._extra.add(name)

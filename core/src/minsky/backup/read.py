@@ -66,6 +66,10 @@ class Backup:
         where = f"backup {shown(self.path)}: session "
         return (record_from_dict(item, where=f"{where}{index}: ") for index, item in enumerate(self._pass(Layout())))
 
+    def fork_reader(self) -> Backup:
+        """Every pass reads with ``pread``, at offsets of its own: ``self`` reads as well in a fork."""
+        return self
+
     def count(self) -> int:
         return self.digest.count
 

@@ -128,6 +128,10 @@ class JsonStore:
             del data
             yield from itertools.islice(sessions, done, None)
 
+    def fork_reader(self) -> JsonStore:
+        """A read opens its own handle on the file: ``self`` reads as well in a forked child."""
+        return self
+
     def read(self) -> Iterator[SessionRecord]:
         for index, item in enumerate(self._entries()):
             yield record_from_dict(item, where=f"{self.path}: sessions[{index}]: ")

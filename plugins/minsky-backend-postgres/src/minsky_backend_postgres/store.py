@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import re
 import time
@@ -25,7 +26,7 @@ from psycopg.types.string import TextLoader
 
 from minsky import original
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, record_problem
+from minsky.codec import canonical, premade, record_problem
 from minsky.errors import ConfigError, ConflictError, MinskyError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -217,6 +218,13 @@ class PostgresStore:
                 yield text.encode("utf-8", "surrogatepass")
             else:
                 yield canonical(self._decode(table, row))
+
+    def fork_reader(self) -> PostgresStore:
+        """This store without its connection: a forked child opens its own (two processes must
+        never talk over one socket)."""
+        reader = copy.copy(self)
+        reader._conn = None
+        return reader
 
     def read(self) -> Iterator[SessionRecord]:
         return self._select()
@@ -454,6 +462,10 @@ class _CopyWriter:
         self.upsert = schema.upsert_from_staging(table)
         self.insert_absent = schema.insert_from_staging(table)
         self.ord = 0  # arrival order, so that the table keeps the source's order
+        self.make_line = _line_maker(conn, table)
+
+    def row_maker(self) -> Callable[[SessionRecord], bytes | None]:
+        return self.make_line
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
         """COPY the batch into staging, then move it into the table with one set-based upsert.
@@ -463,9 +475,14 @@ class _CopyWriter:
         minsky reads batch N+1.
         """
         with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+            make_line, write, write_row, table = self.make_line, copy.write, copy.write_row, self.table
             for record in batch:
                 self.ord += 1
-                copy.write_row((self.ord, *schema.to_row(self.table, record)))
+                line = premade(record, make_line)  # made by a forked reader (``row_maker``)
+                if line is not None:
+                    write(b"%d\t%b" % (self.ord, line))
+                else:
+                    write_row((self.ord, *schema.to_row(table, record)))
         try:
             with self.conn.transaction():
                 if self.on_conflict == "overwrite":
@@ -478,6 +495,14 @@ class _CopyWriter:
         except psycopg.Error as exc:
             raise self.store._row_error(exc, _offender(exc, [r.session for r in batch]), "writing sessions") from None
         self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))
+
+
+def _line_maker(conn: psycopg.Connection[Any], table: original.Table) -> Callable[[SessionRecord], bytes | None]:
+    """The writer's ``row_maker``: a record's COPY line (``schema.copy_line``), in UTF-8, which is
+    what this connection sends text in; on any other client encoding it makes none."""
+    if conn.info.encoding != "utf-8":
+        return lambda record: None
+    return functools.partial(schema.copy_line, table)
 
 
 def _empty(conn: psycopg.Connection[Any]) -> bool:
@@ -503,6 +528,10 @@ class _DirectCopyWriter:
         self._open: contextlib.ExitStack | None = None
         self._copy: psycopg.Copy | None = None
         self._names: list[str] = []
+        self.make_line = _line_maker(conn, table)
+
+    def row_maker(self) -> Callable[[SessionRecord], bytes | None]:
+        return self.make_line
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
         if self._copy is None:
@@ -516,10 +545,20 @@ class _DirectCopyWriter:
                     exc, _offender(exc, [r.session for r in batch]), "writing sessions"
                 ) from None
             self._open = stack
-        write_row, to_row, table = self._copy.write_row, schema.to_row, self.table
+        write, write_row, make_line, to_row, table = (
+            self._copy.write,
+            self._copy.write_row,
+            self.make_line,
+            schema.to_row,
+            self.table,
+        )
         try:
             for record in batch:
-                write_row(to_row(table, record))
+                line = premade(record, make_line)  # made by a forked reader (``row_maker``)
+                if line is not None:
+                    write(line)
+                else:
+                    write_row(to_row(table, record))
         except psycopg.Error as exc:
             self._fail(exc, [*self._names, *(r.session for r in batch)])
         except BaseException:

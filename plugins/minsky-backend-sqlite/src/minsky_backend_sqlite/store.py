@@ -6,6 +6,7 @@ beside the target and appears under its final name only when complete."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -13,13 +14,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from minsky import original
 from minsky.atomic import TEMP_PREFIX, ensure_private_dir, file_token, fsync_dir, refuse_foreign_sqlite
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
-from minsky.codec import canonical, check
+from minsky.codec import canonical, check, premade
 from minsky.errors import ConflictError, LockedError, NotFoundError, StoreError
 from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
@@ -288,6 +290,10 @@ class SqliteStore:
             for row in conn.execute(f"{schema.select_sql(table)} ORDER BY rowid"):
                 yield table, schema.as_mapping(table, row)
 
+    def fork_reader(self) -> SqliteStore:
+        """A read opens its own connection: ``self`` reads as well in a forked child."""
+        return self
+
     def read(self) -> Iterator[SessionRecord]:
         with self._reader() as conn:
             if conn is not None:
@@ -544,9 +550,14 @@ class _SqliteBulkWriter:
         self.table = table
         self.statement = schema.upsert_sql(table) if on_conflict == "overwrite" else schema.insert_if_absent_sql(table)
         self.folds_case = schema.key_folds_case(conn)
+        self.make_row = functools.partial(schema.to_row, table)
+
+    def row_maker(self) -> Callable[[SessionRecord], tuple[Any, ...]]:
+        return self.make_row
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
-        rows = [schema.to_row(self.table, r) for r in batch]
+        make_row = self.make_row
+        rows = [row if (row := premade(r, make_row)) is not None else make_row(r) for r in batch]
         if not rows:
             return
         if self.on_conflict != "overwrite":

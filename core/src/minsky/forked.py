@@ -1,0 +1,232 @@
+"""Reading a migration's source in a forked child process.
+
+One process runs Python code on one core at a time (the GIL), so a reader thread and a
+writer thread share a core. A child forked just before the read decodes the source
+(fetch, checks, canonical forms) on the other core while the parent writes the target:
+the parent only rebuilds each record from bytes the child proved exact.
+
+Used only where nothing can tell the difference: the source says its reads may run in a
+fork (``ForkableStore``), no plugin wraps the read hook (a wrapper's state would live in
+the child), the platform forks (Linux), and the store is big enough for it to pay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+import orjson
+
+from minsky import hooks
+from minsky.backend import ForkableStore, ReadableStore
+from minsky.codec import (
+    UnrepresentableError,
+    canonical,
+    record_from_canonical,
+    record_from_dict,
+    record_to_dict,
+    with_premade,
+)
+from minsky.errors import MinskyError, StoreError
+from minsky.model import SessionRecord
+
+log = logging.getLogger(__name__)
+
+MIN_RECORDS: Final = 5000
+"""Below this many records a fork costs more than it saves. ``MINSKY_FORKED_READ_MIN``
+overrides it (``0``: always; ``off``: never)."""
+BATCH: Final = 250  # records a message carries
+PIPE_BYTES: Final = 1 << 20  # the pipe holds ~1,000 records: the child reads on while the parent writes
+_HEAD: Final = struct.Struct("<I")
+_BATCH, _ERROR, _DONE = b"B", b"E", b"D"
+GRACE_SECONDS: Final = 5.0  # for a child told to stop (its pipe closed) to close its source
+
+
+def wanted(store: ReadableStore, records: int) -> bool:
+    """Whether a migration of ``records`` records reads ``store`` in a child process."""
+    setting = os.environ.get("MINSKY_FORKED_READ_MIN", "").strip().lower()
+    if setting in ("off", "never", "no"):
+        return False
+    try:
+        least = int(setting) if setting else MIN_RECORDS
+    except ValueError:
+        least = MIN_RECORDS
+    if records < least or not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        return False
+    if not isinstance(store, ForkableStore):
+        return False
+    # Only core's own read: a plugin's wrapper, run in the child, would keep what it learns there.
+    impls = hooks.relay().read.get_hookimpls()
+    return all(impl.plugin_name == "minsky.builtin" for impl in impls)
+
+
+def read_in_child(store: ForkableStore, maker: Callable[[SessionRecord], object] | None) -> Iterator[SessionRecord]:
+    """``hooks.read(store)``, read by a child forked now; the records come back in order, each with
+    what ``maker`` (the target writer's ``row_maker``) made of it there (``codec.premade``).
+
+    Whatever the child's read raises is raised here, after the records read before it. The
+    child stops (and closes its source) when this iterator is closed, and ends when the parent
+    does: its next write finds the pipe closed."""
+    reader = store.fork_reader()  # shares no connection or file offset with the parent's store
+    receive, send = os.pipe()
+    with contextlib.suppress(OSError):  # Linux; elsewhere the default pipe only makes it slower
+        fcntl.fcntl(send, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(receive)
+        status = 1
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent too, which ends us
+            for signum in (signal.SIGTERM, signal.SIGHUP):  # killed alone, the parent says so by name
+                signal.signal(signum, signal.SIG_DFL)
+            _serve(reader, send, maker)
+            status = 0
+        finally:
+            os._exit(status)  # no atexit handlers, no finalizers of the parent's objects
+    os.close(send)
+    return _records(pid, receive, store.location, maker)
+
+
+def _serve(store: ReadableStore, fd: int, maker: Callable[[SessionRecord], object] | None) -> None:
+    """The child's work: each record as the bytes the parent rebuilds it from, and its row, in batches."""
+    batch: list[Any] = []
+    try:
+        for record in hooks.read(store):
+            made = None
+            if maker is not None:
+                try:
+                    made = maker(record)
+                except Exception:  # the writer makes it again, and fails there as it would have
+                    made = None
+            batch.append((_portable(record), made))
+            if len(batch) >= BATCH:
+                _send(fd, _BATCH, batch)
+                batch = []
+        if batch:
+            _send(fd, _BATCH, batch)
+        _send(fd, _DONE, None)
+    except BrokenPipeError:  # the parent stopped reading: nothing to tell it
+        return
+    except BaseException as exc:  # what was read comes first, then the error, raised by the parent
+        if batch:
+            _send(fd, _BATCH, batch)
+        _send(fd, _ERROR, (_picklable(exc), traceback.format_exc()))
+
+
+def _portable(record: SessionRecord) -> Any:
+    """A record as its name and canonical form, when that alone rebuilds its dict exactly, or
+    as its dict and canonical form (None when it has none)."""
+    data = record_to_dict(record)
+    try:
+        blob: bytes | None = canonical(record)
+    except UnrepresentableError:
+        blob = None
+    if blob is not None:
+        try:
+            same = orjson.dumps(data) == blob  # keys in canonical order at every level, values exact
+        except TypeError:
+            same = False
+        if same:
+            return (record.session, blob)
+    return (data, blob)
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, in memory
+    except Exception:  # anything pickling an exception can raise
+        if isinstance(exc, MinskyError):
+            return StoreError(str(exc), hint=exc.hint)
+        return StoreError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _send(fd: int, kind: bytes, payload: Any) -> None:
+    body = kind + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEAD.pack(len(body)) + body)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    parts, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, PIPE_BYTES))
+        if not chunk:
+            return b""
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _records(
+    pid: int, fd: int, location: str, maker: Callable[[SessionRecord], object] | None
+) -> Iterator[SessionRecord]:
+    finished = False
+    try:
+        while True:
+            head = _read_exactly(fd, _HEAD.size)
+            body = _read_exactly(fd, _HEAD.unpack(head)[0]) if head else b""
+            if not body:
+                finished = True
+                raise StoreError(
+                    f"reading {location}: the process reading it ended before the end ({_reap(pid, patient=True)})",
+                    hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
+                )
+            kind, payload = body[:1], pickle.loads(body[1:])  # noqa: S301 - from our own child, over a pipe
+            if kind == _BATCH:
+                for item, made in payload:
+                    first, blob = item
+                    if type(first) is str:  # its canonical form gives its dict exactly, when asked
+                        record = record_from_canonical(first, blob)
+                    else:
+                        record = record_from_dict(first, canonical_form=blob)
+                    if made is not None:
+                        with_premade(record, maker, made)
+                    yield record
+            elif kind == _ERROR:
+                finished = True
+                exc, trace = payload
+                log.debug("the source's reader process failed:\n%s", trace)
+                raise exc
+            else:
+                finished = True
+                return
+    finally:
+        os.close(fd)  # a child still reading finds its pipe closed at its next write, and stops
+        _reap(pid, patient=finished)
+
+
+def _reap(pid: int, *, patient: bool) -> str:
+    """Wait for the child (one that does not end within the grace period is killed); how it ended."""
+    deadline = time.monotonic() + (GRACE_SECONDS if patient else 1.0)
+    status = None
+    try:
+        while status is None and time.monotonic() < deadline:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = code
+            else:
+                time.sleep(0.005)
+        if status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            status = os.waitpid(pid, 0)[1]
+    except ChildProcessError:  # reaped already
+        return "ended"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

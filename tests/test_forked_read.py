@@ -1,0 +1,428 @@
+"""A migration reads its source in a forked child (``minsky.forked``) and writes in the parent.
+
+What the target holds must not depend on where the source was read: every original layout,
+hostile records and rows a foreign writer changed give byte-identical targets either way,
+and the PostgreSQL COPY lines the child makes are what ``write_row`` would have sent. A
+child that dies, a parent that fails or is interrupted, and a plugin wrapping the read hook
+are each handled: one line naming what happened, nothing written, no process left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minsky import forked
+from minsky.codec import canonical, record_from_dict, record_to_dict
+from minsky.errors import StoreError
+from minsky.migrate import Endpoint, migrate
+from minsky.model import SessionRecord
+from minsky.testing.records import generated_records, sample_records
+from minsky_backend_json.store import JsonStore
+from minsky_backend_postgres.store import PostgresStore
+from minsky_backend_sqlite.store import SqliteStore
+from test_original_rows import hostile_records
+from test_original_sql import LAYOUTS, build
+
+READS = ["this process", "a forked child"]
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every source read in a forked child, however small; the list counts the forks."""
+    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "0")
+    calls: list[int] = []
+    real = forked.read_in_child
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[SessionRecord]:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forked, "read_in_child", counted)
+    return calls
+
+
+def read_in(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "0" if where == "a forked child" else "off")
+
+
+def no_children_left() -> bool:
+    try:
+        return os.waitpid(-1, os.WNOHANG) == (0, 0) and False
+    except ChildProcessError:
+        return True
+
+
+def storable(records: Iterator[dict[str, Any]]) -> list[SessionRecord]:
+    """Records every backend holds exactly (the others are rejected by name, tested elsewhere)."""
+    kept, names = [], set()
+    for data in records:
+        name = data.get("session")
+        if not isinstance(name, str) or not name or "\x00" in name or name.casefold() in names:
+            continue
+        record = record_from_dict(data)
+        try:
+            canonical(record)
+        except Exception:
+            continue
+        names.add(name.casefold())
+        kept.append(record)
+    return kept
+
+
+def json_target(tmp_path: Path, where: str) -> Endpoint:
+    return Endpoint("json", JsonStore(tmp_path / f"{where.replace(' ', '-')}.json"))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_original_sqlite_layout_gives_the_same_target_from_a_forked_reader(
+    tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch, forks: list[int]
+) -> None:
+    source = Endpoint("sqlite", SqliteStore(build(tmp_path / "original.db", layout)))
+    targets = {}
+    for where in READS:
+        read_in(where, monkeypatch)
+        for kind in ("json", "sqlite"):
+            path = tmp_path / f"{kind}-{where.replace(' ', '-')}"
+            store = JsonStore(path) if kind == "json" else SqliteStore(path)
+            report = migrate(source, Endpoint(kind, store), verify=True)
+            assert report.ok, report.to_json()
+            targets[kind, where] = path.read_bytes() if kind == "json" else _sqlite_rows(path)
+    assert forks, "no read went through a forked child"
+    for kind in ("json", "sqlite"):
+        assert targets[kind, READS[0]] == targets[kind, READS[1]], (layout, kind)
+
+
+def _sqlite_rows(path: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT * FROM sessions ORDER BY session").fetchall()
+    finally:
+        conn.close()
+
+
+def _pg_rows(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [row[0] for row in conn.execute("SELECT s::text FROM sessions s ORDER BY session")]
+
+
+HOSTILE_TEXT = ["tab\there", "new\nline", "cr\rlf\r\n", "back\\slash", "\\N", "\\.", "end\\", "ü\t✓\n🚀", " \\t "]
+
+
+def text_heavy_records() -> list[SessionRecord]:
+    """Every column minsky writes holding what text-format COPY must escape."""
+    out = []
+    for i, text in enumerate(HOSTILE_TEXT):
+        out.append(
+            record_from_dict(
+                {
+                    "session": f"s{i}-{text}",
+                    "repoName": text,
+                    "repoUrl": text,
+                    "createdAt": "2025-01-20T10:30:00.000Z",
+                    "taskId": text,
+                    "branch": text,
+                    "prBranch": text,
+                    "backendType": text,
+                    "prState": {"branchName": text, "exists": True},
+                    "pullRequest": {"number": i, "title": text},
+                    "github": {"owner": text},
+                    "remote": {"url": text},
+                    "notes": text,
+                }
+            )
+        )
+    return out
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("on_conflict", ["fail", "overwrite"])  # one COPY into the table / COPY into staging
+def test_the_copy_lines_a_forked_reader_makes_are_what_write_row_would_send(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, forks: list[int], on_conflict: str
+) -> None:
+    records = storable(
+        iter([*map(record_to_dict, text_heavy_records()), *hostile_records(), *map(record_to_dict, sample_records())])
+    )
+    source = SqliteStore(tmp_path / "source.db")
+    with source.bulk_writer() as writer:
+        writer.write(records)
+    from psycopg.conninfo import make_conninfo
+
+    rows = {}
+    for where in READS:
+        read_in(where, monkeypatch)
+        name = f"forked_{where.split()[-1]}_{os.getpid()}"
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = make_conninfo(postgres_url, dbname=name)
+        try:
+            target = Endpoint("postgres", PostgresStore(url))
+            report = migrate(Endpoint("sqlite", source), target, on_conflict=on_conflict, verify=True)
+            assert report.ok and report.written == len(records), report.to_json()
+            rows[where] = _pg_rows(url)
+        finally:
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert forks
+    assert rows[READS[0]] == rows[READS[1]]
+    assert len(rows[READS[1]]) == len(records)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers(min_value=-(2**70), max_value=2**70)
+            | st.floats(allow_nan=True, allow_infinity=True)
+            | st.text(max_size=10),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+            max_leaves=8,
+        ),
+        max_size=6,
+    )
+)
+def test_a_record_rebuilt_from_what_the_child_sends_is_the_record_read(data: dict[str, Any]) -> None:
+    record = record_from_dict({**data, "session": "s"})
+    portable = forked._portable(record)
+    import pickle
+
+    first, blob = pickle.loads(pickle.dumps(portable))
+    if type(first) is str:
+        rebuilt = forked.record_from_canonical(first, blob)
+    else:
+        rebuilt = record_from_dict(first, canonical_form=blob)
+    # The dict, key order included at every level, and the canonical form (or its refusal).
+    assert json.dumps(record_to_dict(rebuilt), default=repr) == json.dumps(record_to_dict(record), default=repr)
+    assert repr(record_to_dict(rebuilt)) == repr(record_to_dict(record))
+    try:
+        expected: object = canonical(record)
+    except Exception as exc:
+        expected = type(exc)
+    try:
+        got: object = canonical(rebuilt)
+    except Exception as exc:
+        got = type(exc)
+    assert got == expected
+    assert rebuilt.session == record.session and rebuilt.task_id == record.task_id
+
+
+class Dying(SqliteStore):
+    """A source whose reading process is killed outright after ``after`` records."""
+
+    after = 3
+
+    def read(self) -> Iterator[SessionRecord]:
+        for n, record in enumerate(super().read()):
+            if n == self.after and os.getpid() != PARENT:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield record
+
+
+PARENT = os.getpid()
+
+
+def sqlite_source(path: Path, records: list[SessionRecord], kind: type[SqliteStore] = SqliteStore) -> SqliteStore:
+    store = SqliteStore(path)
+    with store.bulk_writer() as writer:
+        writer.write(records)
+    return kind(path)
+
+
+@pytest.mark.parametrize("target_kind", ["json", "sqlite"])
+def test_a_reader_process_killed_midway_is_one_error_and_nothing_is_written(
+    tmp_path: Path, forks: list[int], target_kind: str
+) -> None:
+    stores = tmp_path / "stores"
+    stores.mkdir()
+    source = sqlite_source(stores / "s.db", generated_records(50), Dying)
+    target_path = stores / f"target.{target_kind}"
+    target = JsonStore(target_path) if target_kind == "json" else SqliteStore(target_path)
+    with pytest.raises(StoreError) as caught:
+        migrate(Endpoint("sqlite", source), Endpoint(target_kind, target))
+    assert forks
+    message = str(caught.value)
+    assert "ended before the end (killed by signal 9)" in message and str(source.path) in message
+    assert "\n" not in message
+    assert not target_path.exists()
+    # A reader killed outright leaves SQLite's WAL beside the source, as any killed reader does.
+    left = {p.name for p in stores.iterdir()} - {"s.db-wal", "s.db-shm", "target.json.lock"}
+    assert left == {"s.db"}, f"a temp file was left behind: {left}"
+    assert [r.session for r in SqliteStore(source.path).read()] == [r.session for r in generated_records(50)]
+    assert no_children_left()
+
+
+class Refusing(SqliteStore):
+    """A source that fails, with a store error of its own, after ``after`` records."""
+
+    after = 40
+
+    def read(self) -> Iterator[SessionRecord]:
+        for n, record in enumerate(super().read()):
+            if n == self.after:
+                raise StoreError(f"{self.path}: row {n} is damaged", hint="repair it")
+            yield record
+
+
+@pytest.mark.parametrize("where", READS)
+def test_a_read_error_in_the_child_is_the_same_error_in_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    read_in(where, monkeypatch)
+    source = sqlite_source(tmp_path / "s.db", generated_records(100), Refusing)
+    target = tmp_path / "t.json"
+    with pytest.raises(StoreError) as caught:
+        migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(target)))
+    assert type(caught.value) is StoreError
+    assert str(caught.value) == f"{source.path}: row 40 is damaged" and caught.value.hint == "repair it"
+    assert not target.exists()
+    assert no_children_left()
+
+
+class FailingTarget(SqliteStore):
+    """A target whose writer fails on its second batch, while the child still has much to send."""
+
+    def bulk_writer(self, on_conflict: Any = "overwrite") -> Any:
+        import contextlib
+
+        inner = super().bulk_writer(on_conflict)
+
+        @contextlib.contextmanager
+        def failing() -> Iterator[Any]:
+            with inner as writer:
+                calls = []
+
+                class Writer:
+                    conflicts = writer.conflicts
+
+                    def write(self, batch: Any) -> None:
+                        calls.append(1)
+                        if len(calls) == 2:
+                            raise StoreError("disk full (a test's)")
+                        writer.write(batch)
+
+                yield Writer()
+
+        return failing()
+
+
+def test_a_writer_failing_midway_stops_the_child_which_closes_its_source(tmp_path: Path, forks: list[int]) -> None:
+    source = sqlite_source(tmp_path / "s.db", generated_records(20_000))
+    wal = Path(f"{source.path}-wal")
+    assert not wal.exists()
+    token = source.change_token()
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="disk full"):
+        migrate(Endpoint("sqlite", source), Endpoint("sqlite", FailingTarget(tmp_path / "t.db")))
+    assert forks
+    assert no_children_left()
+    assert time.monotonic() - started < forked.GRACE_SECONDS, "the child was not told to stop: it was waited for"
+    assert not wal.exists(), "the child's read left its WAL: it did not close its source"
+    assert SqliteStore(source.path).change_token() == token
+    assert not (tmp_path / "t.db").exists()
+
+
+def test_a_plugin_wrapping_the_read_hook_sees_every_record_in_this_process(tmp_path: Path, forks: list[int]) -> None:
+    from minsky.hookspecs import hookimpl
+    from minsky.plugins import registry
+
+    seen: list[str] = []
+
+    class Counting:
+        @hookimpl(wrapper=True)
+        def read(self, store: Any, where: Any, name: Any) -> Iterator[SessionRecord]:
+            records = yield
+            return (seen.append(r.session) or r for r in records)  # type: ignore[func-returns-value]
+
+    manager = registry().manager
+    plugin = Counting()
+    manager.register(plugin, name="counting-test")
+    try:
+        source = sqlite_source(tmp_path / "s.db", generated_records(30))
+        report = migrate(Endpoint("sqlite", source), json_target(tmp_path, "t"))
+    finally:
+        manager.unregister(plugin)
+    assert report.written == 30 and len(seen) == 30
+    assert not forks, "a wrapped read went to a child, where the wrapper's state is lost"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":  # ended, waiting for whoever inherited it
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked reader is Linux-only")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_migration_leaves_no_reader_process_and_no_target(
+    tmp_path: Path, signum: int, make_large_sqlite: Callable[[Path, int], Path]
+) -> None:
+    source = make_large_sqlite(tmp_path / "s.db", 60_000)
+    target = tmp_path / "t.json"
+    env = {**os.environ, "MINSKY_FORKED_READ_MIN": "0", "MINSKY_LOAD_PLUGINS": "json,sqlite,postgres"}
+    args = ["sessiondb", "migrate", "to", "json", "--from", "sqlite", "--sqlite-path", str(source)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minsky", *args, "--json-path", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        text=True,
+    )
+    try:
+        deadline, child = time.monotonic() + 60, None
+        while child is None and time.monotonic() < deadline and proc.poll() is None:
+            found = _children(proc.pid)
+            child = found[0] if found else None
+            time.sleep(0.01)
+        assert child is not None, f"the migration never forked its reader (exit {proc.poll()})"
+        time.sleep(0.2)
+        os.killpg(proc.pid, signum) if signum == signal.SIGINT else os.kill(proc.pid, signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+    assert _gone(child), "the reader process outlived the migration"
+    assert not target.exists()
+
+
+@pytest.fixture
+def make_large_sqlite() -> Callable[[Path, int], Path]:
+    def make(path: Path, n: int) -> Path:
+        sqlite_source(path, generated_records(n))
+        return path
+
+    return make
