@@ -426,3 +426,13 @@ def make_large_sqlite() -> Callable[[Path, int], Path]:
         return path
 
     return make
+
+
+def test_a_reader_closed_before_its_first_record_stops_and_reaps_the_child(tmp_path: Path) -> None:
+    source = sqlite_source(tmp_path / "s.db", generated_records(20_000))
+    records = forked.read_in_child(source, None)
+    child = records.pid  # type: ignore[attr-defined]
+    assert _children(os.getpid()) == [child]
+    records.close()  # type: ignore[attr-defined]
+    assert no_children_left()
+    assert not Path(f"{source.path}-wal").exists(), "the child did not close its source"

@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Final
 
 import orjson
@@ -97,7 +97,7 @@ def read_in_child(store: ForkableStore, maker: Callable[[SessionRecord], object]
         finally:
             os._exit(status)  # no atexit handlers, no finalizers of the parent's objects
     os.close(send)
-    return _records(pid, receive, store.location, maker)
+    return _FromChild(pid, receive, store.location, maker)
 
 
 def _serve(store: ReadableStore, fd: int, maker: Callable[[SessionRecord], object] | None) -> None:
@@ -172,42 +172,66 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _records(
-    pid: int, fd: int, location: str, maker: Callable[[SessionRecord], object] | None
-) -> Iterator[SessionRecord]:
-    finished = False
-    try:
-        while True:
-            head = _read_exactly(fd, _HEAD.size)
-            body = _read_exactly(fd, _HEAD.unpack(head)[0]) if head else b""
-            if not body:
-                finished = True
-                raise StoreError(
-                    f"reading {location}: the process reading it ended before the end ({_reap(pid, patient=True)})",
-                    hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
-                )
-            kind, payload = body[:1], pickle.loads(body[1:])  # noqa: S301 - from our own child, over a pipe
-            if kind == _BATCH:
-                for item, made in payload:
-                    first, blob = item
-                    if type(first) is str:  # its canonical form gives its dict exactly, when asked
-                        record = record_from_canonical(first, blob)
-                    else:
-                        record = record_from_dict(first, canonical_form=blob)
-                    if made is not None:
-                        with_premade(record, maker, made)
-                    yield record
-            elif kind == _ERROR:
-                finished = True
-                exc, trace = payload
-                log.debug("the source's reader process failed:\n%s", trace)
-                raise exc
-            else:
-                finished = True
-                return
-    finally:
+class _FromChild:
+    """The records the child sends, in order. Closing it (whether or not it was started) closes
+    the pipe, which stops a child still reading at its next write, and reaps the child."""
+
+    def __init__(self, pid: int, fd: int, location: str, maker: Callable[[SessionRecord], object] | None) -> None:
+        self.pid, self.fd, self.location, self.maker = pid, fd, location, maker
+        self.records: Generator[SessionRecord, None, None] = self._receive()
+
+    def __iter__(self) -> Iterator[SessionRecord]:
+        return self
+
+    def __next__(self) -> SessionRecord:
+        return next(self.records)
+
+    def close(self) -> None:
+        self.records.close()
+        self._shut(patient=False)
+
+    def _shut(self, *, patient: bool) -> str:
+        fd, self.fd = self.fd, -1
+        if fd < 0:
+            return "ended"
         os.close(fd)  # a child still reading finds its pipe closed at its next write, and stops
-        _reap(pid, patient=finished)
+        return _reap(self.pid, patient=patient)
+
+    def _receive(self) -> Generator[SessionRecord, None, None]:
+        finished = False
+        try:
+            while True:
+                head = _read_exactly(self.fd, _HEAD.size)
+                body = _read_exactly(self.fd, _HEAD.unpack(head)[0]) if head else b""
+                if not body:
+                    finished = True
+                    raise StoreError(
+                        f"reading {self.location}: the process reading it ended before the end "
+                        f"({self._shut(patient=True)})",
+                        hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
+                    )
+                kind, payload = body[:1], pickle.loads(body[1:])  # noqa: S301 - from our own child, over a pipe
+                if kind == _BATCH:
+                    maker = self.maker
+                    for item, made in payload:
+                        first, blob = item
+                        if type(first) is str:  # its canonical form gives its dict exactly, when asked
+                            record = record_from_canonical(first, blob)
+                        else:
+                            record = record_from_dict(first, canonical_form=blob)
+                        if made is not None:
+                            with_premade(record, maker, made)
+                        yield record
+                elif kind == _ERROR:
+                    finished = True
+                    exc, trace = payload
+                    log.debug("the source's reader process failed:\n%s", trace)
+                    raise exc
+                else:
+                    finished = True
+                    return
+        finally:
+            self._shut(patient=finished)
 
 
 def _reap(pid: int, *, patient: bool) -> str:
