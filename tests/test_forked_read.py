@@ -436,3 +436,225 @@ def test_a_reader_closed_before_its_first_record_stops_and_reaps_the_child(tmp_p
     records.close()  # type: ignore[attr-defined]
     assert no_children_left()
     assert not Path(f"{source.path}-wal").exists(), "the child did not close its source"
+
+
+# -- found by an adversarial run (helper-23) ---------------------------------------
+
+
+@pytest.fixture
+def fresh_db(postgres_url: str) -> Iterator[Callable[..., str]]:
+    from psycopg.conninfo import make_conninfo
+
+    made: list[str] = []
+
+    def make(name: str, setup: str = "") -> str:
+        name = f"{name}_{os.getpid()}"
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        url = make_conninfo(postgres_url, dbname=name)
+        if setup:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(setup)
+        return url
+
+    yield make
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        for name in made:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _json_source(tmp_path: Path, dicts: list[dict[str, Any]]) -> Endpoint:
+    path = tmp_path / "source.json"  # a JSON store may repeat a name (the original's did)
+    path.write_text(json.dumps({"sessions": dicts}), "utf-8")
+    return Endpoint("json", JsonStore(path))
+
+
+@pytest.mark.postgres
+def test_renamed_copies_keep_their_place_in_a_forked_read(
+    tmp_path: Path, fresh_db: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A renamed copy has no line made by the child: mixing write_row (buffered) with write (sent
+    # at once) put it after the records that follow it.
+    dicts = [{"session": "a", "repoName": "1"}, {"session": "a", "repoName": "2"}]
+    dicts += [{"session": f"f{i}", "repoName": "r"} for i in range(5)]
+    source = _json_source(tmp_path, dicts)
+    order = {}
+    for where in READS:
+        read_in(where, monkeypatch)
+        url = fresh_db(f"forked_order_{where.split()[-1]}")
+        migrate(source, Endpoint("postgres", PostgresStore(url)), on_duplicate="rename")
+        with psycopg.connect(url) as conn:
+            order[where] = [r[0] for r in conn.execute("SELECT session FROM sessions ORDER BY minsky_seq")]
+    assert order[READS[0]] == ["a", "a~2", "f0", "f1", "f2", "f3", "f4"]
+    assert order[READS[1]] == order[READS[0]]
+
+
+@pytest.mark.postgres
+def test_an_original_layout_table_gets_the_source_order_from_a_forked_read(
+    tmp_path: Path, fresh_db: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_original_postgres import ORIGINAL
+
+    setup = (ORIGINAL / "postgres" / "pg-head.sql").read_text("utf-8") + "; DELETE FROM sessions;"
+    dicts = [
+        {"session": f"s{i}", "repoName": "r", "repoUrl": "u", "createdAt": "2025-01-01T00:00:00.000Z"}
+        | ({"commitCount": i} if i % 4 == 1 else {})  # an integer column: write_row formats it
+        for i in range(12)
+    ]
+    source = _json_source(tmp_path, dicts)
+    order = {}
+    for where in READS:
+        read_in(where, monkeypatch)
+        url = fresh_db(f"forked_orig_{where.split()[-1]}", setup)
+        migrate(source, Endpoint("postgres", PostgresStore(url)))
+        with psycopg.connect(url) as conn:
+            order[where] = [r[0] for r in conn.execute("SELECT session FROM sessions ORDER BY ctid")]
+    assert order[READS[0]] == [f"s{i}" for i in range(12)]
+    assert order[READS[1]] == order[READS[0]]
+
+
+@pytest.mark.postgres
+def test_a_refused_row_is_named_rightly_after_a_forked_read(
+    tmp_path: Path, fresh_db: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minsky.errors import MinskyError
+
+    dicts = [{"session": "a", "repoName": "1"}, {"session": "a", "repoName": "2"}]
+    dicts += [{"session": f"f{i}", "repoName": "r"} for i in range(5)]
+    dicts += [{"session": "big", "taskId": os.urandom(4000).hex()}]  # over the btree row limit
+    source = _json_source(tmp_path, dicts)
+    for where in READS:
+        read_in(where, monkeypatch)
+        url = fresh_db(f"forked_named_{where.split()[-1]}")
+        with pytest.raises(MinskyError) as caught:
+            migrate(source, Endpoint("postgres", PostgresStore(url)), on_duplicate="rename")
+        assert "session 'big'" in str(caught.value), (where, str(caught.value))
+
+
+@pytest.mark.parametrize("where", READS)
+@pytest.mark.parametrize("depth", [600, 950])
+def test_a_deeply_nested_record_is_rejected_by_name_not_the_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, depth: int
+) -> None:
+    read_in(where, monkeypatch)  # read by the JSON store, refused by canonical(); pickle nests deeper
+    path = tmp_path / "source.json"
+    path.write_text('{"sessions":[{"session":"a"},{"session":"deep","x":' + "[" * depth + "]" * depth + "}]}")
+    report = migrate(Endpoint("json", JsonStore(path)), Endpoint("sqlite", SqliteStore(tmp_path / "t.db")))
+    assert report.written == 1 and [r["session"] for r in report.rejected] == ["deep"]
+
+
+def test_a_failed_fork_reads_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "0")
+
+    def no_fork() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")  # pids.max, RLIMIT_NPROC
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    fds = len(os.listdir("/proc/self/fd"))
+    source = _json_source(tmp_path, [{"session": f"s{i}"} for i in range(10)])
+    report = migrate(source, Endpoint("sqlite", SqliteStore(tmp_path / "t.db")))
+    assert report.written == 10
+    assert len(os.listdir("/proc/self/fd")) == fds, "the pipe was left open"
+
+
+@pytest.mark.postgres
+def test_a_source_role_limited_to_one_connection_is_read_by_the_child(
+    tmp_path: Path, fresh_db: Callable[..., str], postgres_url: str, forks: list[int]
+) -> None:
+    # The parent's idle source connection is closed before the fork: the child's is the only one.
+    from psycopg.conninfo import make_conninfo
+
+    role = f"minsky_one_{os.getpid()}"
+    url = fresh_db("forked_one_conn")
+    source = Endpoint("sqlite", sqlite_source(tmp_path / "s.db", generated_records(20)))
+    migrate(source, Endpoint("postgres", PostgresStore(url)))
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+        limited = make_conninfo(url, user=role)
+        back = migrate(Endpoint("postgres", PostgresStore(limited)), json_target(tmp_path, "back"), verify=True)
+        assert back.ok and back.written == 20
+        assert forks
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+            conn.execute(f'DROP OWNED BY "{role}"')
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """A real minsky process in a session of its own, once it has forked its reader."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minsky", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MINSKY_FORKED_READ_MIN": "0", "MINSKY_LOAD_PLUGINS": "json,sqlite,postgres", **env},
+        start_new_session=True,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = _children(proc.pid)
+        if found:
+            return proc, found[0]
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError(f"the migration never forked its reader (exit {proc.poll()})")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_process_group_leaves_the_sqlite_source_as_it_was(
+    tmp_path: Path, signum: int, make_large_sqlite: Callable[[Path, int], Path]
+) -> None:
+    source = make_large_sqlite(tmp_path / "s.db", 60_000)
+    assert not Path(f"{source}-wal").exists()
+    args = ["sessiondb", "migrate", "to", "json", "--from", "sqlite", "--sqlite-path", str(source)]
+    proc, child = _start([*args, "--json-path", str(tmp_path / "t.json")], {})
+    time.sleep(0.3)
+    os.killpg(proc.pid, signum)  # what `timeout`, systemd or a closed terminal send
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert _gone(child)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("s.db")) == ["s.db"]
+    assert not (tmp_path / "t.json").exists()
+
+
+class Stuck(SqliteStore):
+    """A source whose read stops answering after a batch and a half (a server waiting on a lock),
+    and says in a file whether it was closed."""
+
+    def read(self) -> Iterator[SessionRecord]:
+        records = super().read()
+        try:
+            for _ in range(forked.BATCH * 3 // 2):
+                yield next(records)
+            if os.getpid() != PARENT:
+                time.sleep(600)
+            yield from records
+        finally:
+            records.close()
+            Path(f"{self.path}.closed").write_text(str(os.getpid()))
+
+
+def test_a_reader_stuck_waiting_is_stopped_and_unwinds_when_the_parent_stops(tmp_path: Path) -> None:
+    # Blocked, the child writes nothing and never learns the pipe closed: SIGTERM unwinds it
+    # (psycopg cancels a query on the SystemExit it raises), SIGKILL only after the grace period.
+    source = sqlite_source(tmp_path / "s.db", generated_records(forked.BATCH * 4), Stuck)
+    records = forked.read_in_child(source, None)
+    assert records is not None
+    assert len([next(records) for _ in range(forked.BATCH)]) == forked.BATCH
+    time.sleep(0.2)
+    started = time.monotonic()
+    records.close()  # type: ignore[attr-defined]
+    assert time.monotonic() - started < forked.GRACE_SECONDS
+    assert no_children_left()
+    assert Path(f"{source.path}.closed").read_text() != str(os.getpid()), "the child's read was not unwound"
+    assert not Path(f"{source.path}-wal").exists()

@@ -111,9 +111,10 @@ class RowMakingWriter(BulkWriter, Protocol):
     """Optional, on a ``BulkWriter``: lets a migration that reads its source in a forked child
     (``ForkableStore``) make the target's rows there too, on the other core."""
 
-    def row_maker(self) -> Callable[[SessionRecord], object]:
+    def row_maker(self) -> Callable[[SessionRecord], object] | None:
         """A pure function of one record giving what ``write`` makes of it (a row): same record,
-        same result, no side effect, whatever process runs it. The engine may run it elsewhere
+        same result, no side effect, whatever process runs it; or None (it makes none). Called
+        once, before the first ``write``, only when the engine will use it: it may run it elsewhere
         and hand the result in with the record; ``write`` then takes it with
         ``codec.premade(record, maker)`` instead of making it again (None: make it)."""
 

@@ -49,7 +49,8 @@ BATCH: Final = 250  # records a message carries
 PIPE_BYTES: Final = 1 << 20  # the pipe holds ~1,000 records: the child reads on while the parent writes
 _HEAD: Final = struct.Struct("<I")
 _BATCH, _ERROR, _DONE = b"B", b"E", b"D"
-GRACE_SECONDS: Final = 5.0  # for a child told to stop (its pipe closed) to close its source
+GRACE_SECONDS: Final = 5.0  # for a child that finished, or was told to stop, to end by itself
+RECURSION_LIMIT: Final = 20_000
 
 
 def wanted(store: ReadableStore, records: int) -> bool:
@@ -70,29 +71,40 @@ def wanted(store: ReadableStore, records: int) -> bool:
     return all(impl.plugin_name == "minsky.builtin" for impl in impls)
 
 
-def read_in_child(store: ForkableStore, maker: Callable[[SessionRecord], object] | None) -> Iterator[SessionRecord]:
+def read_in_child(
+    store: ForkableStore, maker: Callable[[SessionRecord], object] | None
+) -> Iterator[SessionRecord] | None:
     """``hooks.read(store)``, read by a child forked now; the records come back in order, each with
     what ``maker`` (the target writer's ``row_maker``) made of it there (``codec.premade``).
 
     Whatever the child's read raises is raised here, after the records read before it. The
     child stops (and closes its source) when this iterator is closed, and ends when the parent
-    does: its next write finds the pipe closed."""
+    does: its next write finds the pipe closed. None when no child can be forked (a process
+    limit): the caller reads in this process."""
     reader = store.fork_reader()  # shares no connection or file offset with the parent's store
     receive, send = os.pipe()
     with contextlib.suppress(OSError):  # Linux; elsewhere the default pipe only makes it slower
         fcntl.fcntl(send, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # EAGAIN: RLIMIT_NPROC, a cgroup's pids.max
+        log.debug("no reader process (%s): reading in this one", exc)
+        os.close(receive)
+        os.close(send)
+        return None
     if pid == 0:  # the child: never returns
         os.close(receive)
         status = 1
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent too, which ends us
-            for signum in (signal.SIGTERM, signal.SIGHUP):  # killed alone, the parent says so by name
-                signal.signal(signum, signal.SIG_DFL)
-            _serve(reader, send, maker)
+            for signum in (signal.SIGTERM, signal.SIGHUP):  # unwound: the source closed, a query cancelled
+                signal.signal(signum, _stop)
+            # Pickling a record nests deeper than decoding it did: as deep as the reader accepts.
+            sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+            _serve(reader, send, maker, store.location)
             status = 0
         finally:
             os._exit(status)  # no atexit handlers, no finalizers of the parent's objects
@@ -100,11 +112,37 @@ def read_in_child(store: ForkableStore, maker: Callable[[SessionRecord], object]
     return _FromChild(pid, receive, store.location, maker)
 
 
-def _serve(store: ReadableStore, fd: int, maker: Callable[[SessionRecord], object] | None) -> None:
-    """The child's work: each record as the bytes the parent rebuilds it from, and its row, in batches."""
+class _Stopped(SystemExit):
+    """SIGTERM or SIGHUP in the child: what it was doing unwinds (its source closed; psycopg
+    cancels a running query on SystemExit, as on Ctrl-C)."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
+    raise _Stopped(signum)
+
+
+def _serve(store: ReadableStore, fd: int, maker: Callable[[SessionRecord], object] | None, location: str) -> None:
+    """The child's work; the source is closed however it ends (an exception raised while telling
+    the parent must not leave it open: ``os._exit`` runs no finalizer)."""
+    records = hooks.read(store)
+    try:
+        _stream(records, fd, maker, location)
+    finally:
+        close = getattr(records, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
+
+
+def _stream(
+    records: Iterator[SessionRecord], fd: int, maker: Callable[[SessionRecord], object] | None, location: str
+) -> None:
+    """Each record as the bytes the parent rebuilds it from, and its row, in batches."""
     batch: list[Any] = []
     try:
-        for record in hooks.read(store):
+        for record in records:
             made = None
             if maker is not None:
                 try:
@@ -120,6 +158,9 @@ def _serve(store: ReadableStore, fd: int, maker: Callable[[SessionRecord], objec
         _send(fd, _DONE, None)
     except BrokenPipeError:  # the parent stopped reading: nothing to tell it
         return
+    except _Stopped as exc:
+        name = signal.Signals(exc.args[0]).name
+        _send(fd, _ERROR, (StoreError(f"reading {location}: the process reading it was stopped ({name})"), ""))
     except BaseException as exc:  # what was read comes first, then the error, raised by the parent
         if batch:
             _send(fd, _BATCH, batch)
@@ -235,22 +276,33 @@ class _FromChild:
 
 
 def _reap(pid: int, *, patient: bool) -> str:
-    """Wait for the child (one that does not end within the grace period is killed); how it ended."""
-    deadline = time.monotonic() + (GRACE_SECONDS if patient else 1.0)
-    status = None
-    try:
-        while status is None and time.monotonic() < deadline:
-            done, code = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = code
-            else:
-                time.sleep(0.005)
-        if status is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            status = os.waitpid(pid, 0)[1]
-    except ChildProcessError:  # reaped already
+    """Wait for the child; how it ended. One that has not ended in a moment (waiting on a lock
+    or a slow server, it writes nothing that would stop it) gets SIGTERM, which unwinds it (its
+    query cancelled, its source closed), and SIGKILL after the grace period."""
+    ended, status = _wait(pid, GRACE_SECONDS if patient else 0.5)
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if ended:
+            break
+        os.kill(pid, signum)  # not reaped yet: the pid is still our child's
+        ended, status = _wait(pid, GRACE_SECONDS if signum == signal.SIGTERM else None)
+    if status is None:
         return "ended"
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _wait(pid: int, seconds: float | None) -> tuple[bool, int | None]:
+    """Whether the child ended within ``seconds`` (None: however long), and its wait status
+    (None when it was reaped before)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        while True:
+            done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+            if done:
+                return True, status
+            if deadline is not None and time.monotonic() >= deadline:
+                return False, None
+            time.sleep(0.005)
+    except ChildProcessError:  # reaped already
+        return True, None

@@ -305,19 +305,20 @@ class _Source:
 
     def __init__(self, store: ReadableStore, count: int) -> None:
         self.store, self.count = store, count
-        self.maker: Callable[[SessionRecord], object] | None = None
+        self.writer: BulkWriter | None = None
         self.records: Iterator[SessionRecord] | None = None
 
     def writer_opened(self, writer: BulkWriter) -> None:
-        if isinstance(writer, RowMakingWriter):
-            self.maker = writer.row_maker()
+        self.writer = writer
 
     def __iter__(self) -> Iterator[SessionRecord]:
         if forked.wanted(self.store, self.count):
             assert isinstance(self.store, ForkableStore)
-            self.records = forked.read_in_child(self.store, self.maker)  # the pipe is the read-ahead
-        else:
-            self.records = prefetched(hooks.read(self.store), READ_AHEAD_BATCH, depth=READ_AHEAD_DEPTH)
+            maker = self.writer.row_maker() if isinstance(self.writer, RowMakingWriter) else None
+            self.records = forked.read_in_child(self.store, maker)  # the pipe is the read-ahead
+            if self.records is not None:
+                return self.records
+        self.records = prefetched(hooks.read(self.store), READ_AHEAD_BATCH, depth=READ_AHEAD_DEPTH)
         return self.records
 
     def close(self) -> None:

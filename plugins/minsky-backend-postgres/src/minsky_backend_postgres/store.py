@@ -221,10 +221,14 @@ class PostgresStore:
 
     def fork_reader(self) -> PostgresStore:
         """This store without its connection: a forked child opens its own (two processes must
-        never talk over one socket)."""
-        reader = copy.copy(self)
-        reader._conn = None
-        return reader
+        never talk over one socket). This one's is closed meanwhile (it is idle between
+        transactions, and reopened when next needed), so that a role limited to one connection
+        can still be read."""
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+        return copy.copy(self)
 
     def read(self) -> Iterator[SessionRecord]:
         return self._select()
@@ -462,10 +466,10 @@ class _CopyWriter:
         self.upsert = schema.upsert_from_staging(table)
         self.insert_absent = schema.insert_from_staging(table)
         self.ord = 0  # arrival order, so that the table keeps the source's order
-        self.make_line = _line_maker(conn, table)
+        self.lines = _Lines(conn, table)
 
-    def row_maker(self) -> Callable[[SessionRecord], bytes | None]:
-        return self.make_line
+    def row_maker(self) -> Callable[[SessionRecord], bytes | None] | None:
+        return self.lines.offer()
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
         """COPY the batch into staging, then move it into the table with one set-based upsert.
@@ -475,14 +479,15 @@ class _CopyWriter:
         minsky reads batch N+1.
         """
         with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-            make_line, write, write_row, table = self.make_line, copy.write, copy.write_row, self.table
-            for record in batch:
-                self.ord += 1
-                line = premade(record, make_line)  # made by a forked reader (``row_maker``)
-                if line is not None:
-                    write(b"%d\t%b" % (self.ord, line))
-                else:
-                    write_row((self.ord, *schema.to_row(table, record)))
+            if not self.lines.offered:
+                for record in batch:
+                    self.ord += 1
+                    copy.write_row((self.ord, *schema.to_row(self.table, record)))
+            else:
+                line_of, write = self.lines.line_of, copy.write
+                for record in batch:
+                    self.ord += 1
+                    write(b"%d\t%b" % (self.ord, line_of(record)))
         try:
             with self.conn.transaction():
                 if self.on_conflict == "overwrite":
@@ -497,12 +502,34 @@ class _CopyWriter:
         self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))
 
 
-def _line_maker(conn: psycopg.Connection[Any], table: original.Table) -> Callable[[SessionRecord], bytes | None]:
-    """The writer's ``row_maker``: a record's COPY line (``schema.copy_line``), in UTF-8, which is
-    what this connection sends text in; on any other client encoding it makes none."""
-    if conn.info.encoding != "utf-8":
-        return lambda record: None
-    return functools.partial(schema.copy_line, table)
+class _Lines:
+    """A writer's COPY lines made elsewhere (``row_maker``: ``schema.copy_line``, in a forked reader).
+
+    Once offered, every row of the writer goes out as a line (``Copy.write``): ``write_row``
+    holds rows back in a buffer while ``write`` sends at once, so mixing them would reorder the
+    rows (the table's order, and the COPY line a refusal names). Offered only when every column
+    written takes text (a typed column's value is formatted by its dumper) and the connection
+    sends UTF-8."""
+
+    def __init__(self, conn: psycopg.Connection[Any], table: original.Table) -> None:
+        written = set(schema.write_columns(table))
+        text_only = all(c.kind in ("text", "timestamp", "json") for c in table.columns if c.name in written)
+        self.make = functools.partial(schema.copy_line, table) if text_only and conn.info.encoding == "utf-8" else None
+        self.table = table
+        self.offered = False
+
+    def offer(self) -> Callable[[SessionRecord], bytes | None] | None:
+        self.offered = self.make is not None
+        return self.make
+
+    def line_of(self, record: SessionRecord) -> bytes:
+        assert self.make is not None
+        line: bytes | None = premade(record, self.make)
+        if line is None:  # a renamed copy, or none was made for it: made here, as it would have been
+            line = self.make(record)
+        if line is None:  # a NUL in a cell (admitted records have none): what write_row would raise
+            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        return line
 
 
 def _empty(conn: psycopg.Connection[Any]) -> bool:
@@ -528,10 +555,10 @@ class _DirectCopyWriter:
         self._open: contextlib.ExitStack | None = None
         self._copy: psycopg.Copy | None = None
         self._names: list[str] = []
-        self.make_line = _line_maker(conn, table)
+        self.lines = _Lines(conn, table)
 
-    def row_maker(self) -> Callable[[SessionRecord], bytes | None]:
-        return self.make_line
+    def row_maker(self) -> Callable[[SessionRecord], bytes | None] | None:
+        return self.lines.offer()
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
         if self._copy is None:
@@ -545,20 +572,15 @@ class _DirectCopyWriter:
                     exc, _offender(exc, [r.session for r in batch]), "writing sessions"
                 ) from None
             self._open = stack
-        write, write_row, make_line, to_row, table = (
-            self._copy.write,
-            self._copy.write_row,
-            self.make_line,
-            schema.to_row,
-            self.table,
-        )
         try:
-            for record in batch:
-                line = premade(record, make_line)  # made by a forked reader (``row_maker``)
-                if line is not None:
-                    write(line)
-                else:
+            if not self.lines.offered:
+                write_row, to_row, table = self._copy.write_row, schema.to_row, self.table
+                for record in batch:
                     write_row(to_row(table, record))
+            else:
+                write, line_of = self._copy.write, self.lines.line_of
+                for record in batch:
+                    write(line_of(record))
         except psycopg.Error as exc:
             self._fail(exc, [*self._names, *(r.session for r in batch)])
         except BaseException:

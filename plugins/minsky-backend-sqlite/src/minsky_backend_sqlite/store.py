@@ -276,9 +276,14 @@ class SqliteStore:
         if table is None:
             return
         cursor = conn.execute(f"{schema.select_sql(table)} {tail}", params)
-        while rows := cursor.fetchmany(1000):
-            for row in rows:
-                yield self._decode(table, row)
+        try:
+            while rows := cursor.fetchmany(1000):
+                for row in rows:
+                    yield self._decode(table, row)
+        finally:
+            # Now, not when a traceback lets go of it: an unfinished statement keeps the connection
+            # open past close(), and then the read's WAL is not removed (a read interrupted mid-fetch).
+            cursor.close()
 
     def source_rows(self) -> Iterator[tuple[original.Table, Mapping[str, object]]]:
         """Every row's raw cells, in ``read()``'s order: what coverage checks are made against."""
@@ -287,8 +292,12 @@ class SqliteStore:
             if conn is None or table is None:
                 return
             conn.execute("BEGIN")
-            for row in conn.execute(f"{schema.select_sql(table)} ORDER BY rowid"):
-                yield table, schema.as_mapping(table, row)
+            cursor = conn.execute(f"{schema.select_sql(table)} ORDER BY rowid")
+            try:
+                for row in cursor:
+                    yield table, schema.as_mapping(table, row)
+            finally:
+                cursor.close()  # as in _select
 
     def fork_reader(self) -> SqliteStore:
         """A read opens its own connection: ``self`` reads as well in a forked child."""
