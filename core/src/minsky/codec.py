@@ -150,9 +150,20 @@ def record_from_dict(data: Any, *, where: str = "", canonical_form: bytes | None
     # The record came from exactly this dict (the round trip is lossless), so keep it as
     # the record's dict: writing it back needs no re-encoding and keeps the key order.
     # Only ``session`` and the memo are set; ``SessionRecord.__getattr__`` does the rest.
+    if canonical_form is None:
+        record: SessionRecord = _new_record(SessionRecord)
+        _set(record, "session", name)
+        _set(record, "_memo", {"dict": data})
+        return record
+    return proven_record(data, name, canonical_form)
+
+
+def proven_record(data: dict[str, Any], name: str, canonical_form: bytes) -> SessionRecord:
+    """``record_from_dict(data, canonical_form=canonical_form)`` for a caller that has checked
+    what it checks: ``name`` is ``data["session"]``, a non-empty string."""
     record: SessionRecord = _new_record(SessionRecord)
     _set(record, "session", name)
-    _set(record, "_memo", {"dict": data} if canonical_form is None else {"dict": data, "canonical": canonical_form})
+    _set(record, "_memo", {"dict": data, "canonical": canonical_form})
     return record
 
 

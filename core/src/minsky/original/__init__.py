@@ -34,6 +34,7 @@ from minsky.codec import (
     compact_bytes,
     digest_bytes,
     loads,
+    proven_record,
     record_from_dict,
     record_to_dict,
 )
@@ -111,10 +112,11 @@ class Table:
             (c.name, c, self.keys[c.name], c.kind in ("text", "any"))
             for c in sorted(self.data_columns, key=lambda c: c.name)
         )
-        # ``project``, ``cells_digest`` and ``row_for`` of this table, generated on first use.
+        # ``project``, ``cells_digest``, ``row_for`` and ``row_reader`` of this table, generated on first use.
         self._project: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
         self._digest: Callable[[Mapping[str, Any]], str] | None = None
         self._row: Callable[[Mapping[str, Any], str], dict[str, Any]] | None = None
+        self._reader: Callable[[Sequence[Any], str, str | None], SessionRecord] | None = None
 
     @property
     def has_record(self) -> bool:
@@ -297,25 +299,43 @@ def _cell_lines(table: Table) -> list[str]:
     return lines
 
 
-def _digest_lines(table: Table, from_locals: bool) -> list[str]:
-    """``cells_digest``'s body, into ``digest``: of the row's cells (``get``), or of the locals
-    ``_cell_lines`` set."""
+def _digest_lines(table: Table, source: Literal["row", "tuple", "locals"]) -> list[str]:
+    """``cells_digest``'s body, into ``digest``: of the row's cells by name (``row``, a mapping),
+    by position (``row``, a sequence in ``table.names`` order), or of the locals ``_cell_lines``
+    set. A local of the writer whose type its column decides (``_always_text``) is hashed as it
+    is: ``normal`` would give it back unchanged."""
     index = {column.name: i for i, (column, _, _) in enumerate(table.cell_plan)}
-    lines = [] if from_locals else ["    get = row.get"]
+    position = {name: i for i, name in enumerate(table.names)}
+    lines = ["    get = row.get"] if source == "row" else []
     lines += ["    parts = []", "    add = parts.append"]
-    for name, _, key, raw in table.digest_plan:
+    for name, column, key, raw in table.digest_plan:
         i = index[name]
-        value = f"c{i}" if from_locals else "v"
-        if not from_locals:
+        value = f"c{i}" if source == "locals" else "v"
+        if source == "row":
             lines.append(f"    v = get({name!r})")
+        elif source == "tuple":
+            lines.append(f"    v = row[{position[name]}]")
         text = f"str(NORMAL(C{i}, {key!r}, {value}))"
         lines.append(f"    if {value} is not None:")
+        if source == "locals" and _always_text(column):
+            lines.append(f'        add(f"{{P{i}}}{{len({value})}}\\x00{{{value}}}")')
+            continue
         lines.append(f"        t = {value} if isinstance({value}, str) else {text}" if raw else f"        t = {text}")
         lines.append(f'        add(f"{{P{i}}}{{len(t)}}\\x00{{t}}")')
     # One encode and one hash of the joined parts: the same digest as hashing part by part
     # (SHA-256 is a stream), at a third of the calls.
     lines.append('    digest = SHA256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()')
     return lines
+
+
+def _always_text(column: Column) -> bool:
+    """Whether the cell ``_cell_lines`` sets for ``column`` is always text (or None) that
+    ``normal`` gives back unchanged, so that its digest part needs neither. A ``text`` column's
+    cell is the value's text, its compact JSON, or ``""`` (``_filler``); a ``timestamp`` column's
+    is ``storable``'s (or ``EPOCH``): ``Date.toISOString()`` text of a year 1..9999, which
+    ``timestamps.to_iso`` reads back as it is. Not ``any`` (an integer stays one) nor ``json``
+    (``normal`` re-encodes it)."""
+    return column.kind == "text" or column.kind == "timestamp"
 
 
 def _returned(table: Table, columns: Sequence[str] | None, record: bool = False) -> str:
@@ -339,6 +359,10 @@ def _compile(table: Table, kind: str, arguments: str, body: list[str], returned:
         "JSON": _json_text,
         "NORMAL": normal,
         "SHA256": hashlib.sha256,
+        "NAMES": table.names,
+        "CANONICAL": canonical_object,
+        "PROVEN": proven_record,
+        "SLOW": read_record,
     }
     for i, (column, _, convert) in enumerate(table.cell_plan):
         namespace[f"C{i}"], namespace[f"F{i}"], namespace[f"P{i}"] = column, convert, f"{column.name}\x00"
@@ -350,7 +374,7 @@ def _compile(table: Table, kind: str, arguments: str, body: list[str], returned:
 def row_writer(table: Table, columns: Sequence[str]) -> Callable[[Mapping[str, Any], str], tuple[Any, ...]]:
     """``row_for`` as a tuple in ``columns`` order (None for a column it has no value for),
     for a writer to bind: ``writer(data, record_text)``. Generate it once per table."""
-    body = _cell_lines(table) + (_digest_lines(table, from_locals=True) if table.has_digest else [])
+    body = _cell_lines(table) + (_digest_lines(table, "locals") if table.has_digest else [])
     writer: Callable[[Mapping[str, Any], str], tuple[Any, ...]] = _compile(
         table, "row", "data, record_text", body, _returned(table, tuple(columns), record=True)
     )
@@ -389,7 +413,7 @@ def cells_digest(table: Table, row: Mapping[str, Any]) -> str:
     compiled = table._digest
     if compiled is None:
         compiled = table._digest = _compile(
-            table, "cells_digest", "row", _digest_lines(table, False), "    return digest"
+            table, "cells_digest", "row", _digest_lines(table, "row"), "    return digest"
         )
     return compiled(row)
 
@@ -398,7 +422,7 @@ def row_for(table: Table, data: Mapping[str, Any], record_text: str) -> dict[str
     """Every column minsky writes for a record: its projection, the record and the digest."""
     compiled = table._row
     if compiled is None:
-        body = _cell_lines(table) + (_digest_lines(table, from_locals=True) if table.has_digest else [])
+        body = _cell_lines(table) + (_digest_lines(table, "locals") if table.has_digest else [])
         compiled = table._row = _compile(table, "row_for", "data, record_text", body, _returned(table, None, True))
     return compiled(data, record_text)
 
@@ -468,6 +492,49 @@ def read_record(table: Table, row: Mapping[str, Any], where: str, record_where: 
     return record_from_dict(
         data, where=f"{record_where or where}: session {row[KEY]!r}: ", canonical_form=canonical_form
     )
+
+
+def row_reader(table: Table) -> Callable[[Sequence[Any], str, str | None], SessionRecord]:
+    """``read_record`` of a row as the driver hands it, a sequence in ``table.names`` order:
+    ``reader(row, where, record_where)``. Generated once per table.
+
+    A row minsky wrote and no one changed since (its ``record`` text proven canonical, naming
+    the row's session, and the cells hashing to its ``record_digest``) is read straight from
+    the sequence: no mapping per row, the digest's cells taken by position. Every other row
+    (the original's, a changed one, one ``read_record`` refuses) goes to ``read_record``,
+    which reads or refuses it as it always did."""
+    compiled = table._reader
+    if compiled is not None:
+        return compiled
+    position = {name: i for i, name in enumerate(table.names)}
+    slow = "    return SLOW(TABLE, dict(zip(NAMES, row, strict=True)), where, record_where)"
+    body: list[str] = []
+    if table.has_record:
+        body += [
+            f"    text = row[{position[RECORD]}]",
+            "    if type(text) is str and text:",
+            '        encoded = text.encode("utf-8", "surrogatepass")',
+            "        stored = CANONICAL(encoded)",
+            f"        name = row[{position[KEY]}]",
+            f"        if stored is not None and type(name) is str and name and stored.get({KEY!r}) == name:",
+        ]
+        if table.has_digest:
+            digest = _digest_lines(table, "tuple")
+            body += [
+                f"            stored_digest = row[{position[DIGEST]}]",
+                "            if not stored_digest:",
+                "                return PROVEN(stored, name, encoded)",
+                *(f"        {line}" for line in digest),
+                "            if stored_digest == digest:",
+                "                return PROVEN(stored, name, encoded)",
+            ]
+        else:
+            body.append("            return PROVEN(stored, name, encoded)")
+    reader: Callable[[Sequence[Any], str, str | None], SessionRecord] = _compile(
+        table, "read", "row, where, record_where", body, slow
+    )
+    table._reader = reader
+    return reader
 
 
 def project_lenient(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL {self.location}: {exc}", hint=exc.hint) from None
 
     def _decode(self, table: original.Table, row: Any) -> SessionRecord:
-        return original.read_record(table, schema.as_mapping(table, row), f"PostgreSQL {self.location}", self.location)
+        return original.row_reader(table)(row, f"PostgreSQL {self.location}", self.location)
 
     def _row_error(self, exc: psycopg.Error, name: str, doing: str) -> MinskyError:
         """A row the server refused: a constraint, a trigger, a limit. Not a conflict, and
@@ -193,8 +193,12 @@ class PostgresStore:
         self, tail: sql.Composable | None = None, params: Sequence[Any] = (), doing: str = "reading sessions"
     ) -> Iterator[SessionRecord]:
         where, location = f"PostgreSQL {self.location}", self.location  # (``_decode``) once, not per row
+        read, read_for = None, None
         for table, row in self._rows(tail, params, doing):
-            yield original.read_record(table, schema.as_mapping(table, row), where, location)
+            if table is not read_for:
+                read, read_for = original.row_reader(table), table
+            assert read is not None
+            yield read(row, where, location)
 
     def source_rows(self) -> Iterator[tuple[original.Table, Mapping[str, Any]]]:
         """Every row's raw cells, in ``read()``'s order: what coverage checks are made against.

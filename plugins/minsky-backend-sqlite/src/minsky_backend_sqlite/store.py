@@ -253,7 +253,7 @@ class SqliteStore:
             raise StoreError(f"{self.path}: {exc}", hint=exc.hint) from None
 
     def _decode(self, table: original.Table, row: tuple[object, ...]) -> SessionRecord:
-        return original.read_record(table, schema.as_mapping(table, row), str(self.path))
+        return original.row_reader(table)(row, str(self.path), None)
 
     # -- the moved marker and the write lock -------------------------------------
 
@@ -276,10 +276,11 @@ class SqliteStore:
         if table is None:
             return
         cursor = conn.execute(f"{schema.select_sql(table)} {tail}", params)
+        read, where = original.row_reader(table), str(self.path)  # (``_decode``) once, not per row
         try:
             while rows := cursor.fetchmany(1000):
                 for row in rows:
-                    yield self._decode(table, row)
+                    yield read(row, where, None)
         finally:
             # Now, not when a traceback lets go of it: an unfinished statement keeps the connection
             # open past close(), and then the read's WAL is not removed (a read interrupted mid-fetch).
