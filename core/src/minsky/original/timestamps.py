@@ -20,6 +20,13 @@ MS_PER_DAY = 86_400_000
 # read back unchanged, so the integer arithmetic below is skipped. Day-of-month and year 0 are
 # checked in ``_already_iso``; anything else takes the general path.
 _ISO = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")
+# The same text in ASCII digits with a year other than 0000 and a day up to 28, which every month
+# has: that it matches is the whole check (no groups, no arithmetic). Most timestamps are such
+# text; any other (``\d`` also matches digits of other scripts, which ``int`` reads) takes ``_ISO``.
+_ISO_COMMON = re.compile(
+    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+)
 
 
 # How PostgreSQL prints a timestamptz in UTC (``2025-08-10 09:00:00.5+00``): rewritten directly.
@@ -29,7 +36,19 @@ _UTC_TEXT = re.compile(
 )
 
 
+# The same in ASCII digits with a year other than 0000 and a day up to 28 (see ``_ISO_COMMON``):
+# the date and time are kept in place, only the fraction is rewritten.
+_UTC_COMMON = re.compile(
+    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.([0-9]+))?(?:Z|\+00(?::?00)?)"
+)
+
+
 def _utc_iso(text: str) -> str | None:
+    common = _UTC_COMMON.fullmatch(text)
+    if common is not None:
+        fraction = common[1]
+        return f"{text[:10]}T{text[11:19]}.{'000' if fraction is None else fraction[:3].ljust(3, '0')}Z"
     match = _UTC_TEXT.fullmatch(text)
     if match is None:
         return None
@@ -40,6 +59,8 @@ def _utc_iso(text: str) -> str | None:
 
 
 def _already_iso(text: str) -> bool:
+    if _ISO_COMMON.fullmatch(text) is not None:
+        return True
     match = _ISO.fullmatch(text)
     if match is None:
         return False
