@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from conftest import ORIGINAL
 from minsky import original
-from minsky.codec import as_found_bytes, canonical, loads, record_from_dict, record_to_dict
+from minsky.codec import as_found_bytes, canonical, canonical_text, loads, record_from_dict, record_to_dict
 from minsky.errors import RecordError
 from minsky.original import KEY, Column, Table
 from minsky.testing.records import SAMPLE_DICTS
@@ -398,7 +398,10 @@ def read_outcome(action: Callable[[], Any]) -> Any:
     except Exception as exc:
         return "raised", type(exc), str(exc), getattr(exc, "hint", None)
     data = record_to_dict(record)
-    return "value", record.session, repr(data), as_found_bytes(data), record._memo.get("canonical")
+    form = record._memo.get("canonical")
+    if form is not None:  # what an SQL writer binds: the text the row held, or the form decoded
+        assert canonical_text(record) == form.decode("utf-8", "surrogatepass")
+    return "value", record.session, repr(data), as_found_bytes(data), form
 
 
 def check_read(table: Table, row: Mapping[str, Any]) -> str:

@@ -158,12 +158,16 @@ def record_from_dict(data: Any, *, where: str = "", canonical_form: bytes | None
     return proven_record(data, name, canonical_form)
 
 
-def proven_record(data: dict[str, Any], name: str, canonical_form: bytes) -> SessionRecord:
+def proven_record(data: dict[str, Any], name: str, canonical_form: bytes, text: str | None = None) -> SessionRecord:
     """``record_from_dict(data, canonical_form=canonical_form)`` for a caller that has checked
-    what it checks: ``name`` is ``data["session"]``, a non-empty string."""
+    what it checks: ``name`` is ``data["session"]``, a non-empty string. ``text``: the stored
+    text ``canonical_form`` was encoded from, if the caller has it (``canonical_text``)."""
     record: SessionRecord = _new_record(SessionRecord)
     _set(record, "session", name)
-    _set(record, "_memo", {"dict": data, "canonical": canonical_form})
+    memo = {"dict": data, "canonical": canonical_form}
+    if text is not None:
+        memo["text"] = text
+    _set(record, "_memo", memo)
     return record
 
 
@@ -274,6 +278,16 @@ def canonical(record: SessionRecord) -> bytes:
     if blob is None:
         blob = memo["canonical"] = canonical_bytes(record_to_dict(record), where=f"session {record.session!r}: ")
     result: bytes = blob
+    return result
+
+
+def canonical_text(record: SessionRecord) -> str:
+    """``canonical(record)`` as text (what an SQL writer binds): the text a reader proved
+    canonical when it kept it (``proven_record``), else the canonical form decoded."""
+    text = record._memo.get("text")
+    if text is None:
+        return canonical(record).decode("utf-8", "surrogatepass")
+    result: str = text
     return result
 
 

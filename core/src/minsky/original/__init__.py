@@ -523,13 +523,13 @@ def row_reader(table: Table) -> Callable[[Sequence[Any], str, str | None], Sessi
             body += [
                 f"            stored_digest = row[{position[DIGEST]}]",
                 "            if not stored_digest:",
-                "                return PROVEN(stored, name, encoded)",
+                "                return PROVEN(stored, name, encoded, text)",
                 *(f"        {line}" for line in digest),
                 "            if stored_digest == digest:",
-                "                return PROVEN(stored, name, encoded)",
+                "                return PROVEN(stored, name, encoded, text)",
             ]
         else:
-            body.append("            return PROVEN(stored, name, encoded)")
+            body.append("            return PROVEN(stored, name, encoded, text)")
     reader: Callable[[Sequence[Any], str, str | None], SessionRecord] = _compile(
         table, "read", "row, where, record_where", body, slow
     )

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from minsky import original
 from minsky.backend import MovedMark
-from minsky.codec import canonical, record_to_dict
+from minsky.codec import canonical_text, record_to_dict
 from minsky.errors import StoreError
 from minsky.model import SessionRecord
 
@@ -212,7 +212,7 @@ def _row_writer(table: original.Table) -> Callable[[Mapping[str, Any], str], tup
 
 def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
     """``original.row_for`` in ``write_columns`` order."""
-    return _row_writer(table)(record_to_dict(record), canonical(record).decode("utf-8", "surrogatepass"))
+    return _row_writer(table)(record_to_dict(record), canonical_text(record))
 
 
 _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -18,7 +18,7 @@ from typing import Any
 
 from minsky import original
 from minsky.backend import MovedMark
-from minsky.codec import canonical, record_to_dict
+from minsky.codec import canonical_text, record_to_dict
 from minsky.model import SessionRecord
 
 SCHEMA_VERSION = 2
@@ -114,7 +114,7 @@ def _row_writer(table: original.Table) -> Callable[[Mapping[str, Any], str], tup
 
 def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
     """``original.row_for`` in ``write_columns`` order."""
-    return _row_writer(table)(record_to_dict(record), canonical(record).decode("utf-8", "surrogatepass"))
+    return _row_writer(table)(record_to_dict(record), canonical_text(record))
 
 
 def as_mapping(table: original.Table, row: tuple[Any, ...]) -> Mapping[str, Any]:
