@@ -10,6 +10,7 @@ record or digest column that is not what minsky wrote."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import hashlib
@@ -406,13 +407,19 @@ def read_outcome(action: Callable[[], Any]) -> Any:
 
 def check_read(table: Table, row: Mapping[str, Any]) -> str:
     """The generated reader on ``row`` (as the driver's tuple) against ``read_record``; which
-    way the reference went."""
+    way the reference went. A row ``read_record`` reads as a proven-canonical record (the cells
+    hash to the stored digest, or there is none) the reader must read straight from the tuple,
+    its digest computed by position as ``cells_digest`` computes it: only that way keeps the
+    row's text on the record."""
     cells = tuple(row.get(name) for name in table.names)
     mapping = dict(zip(table.names, cells, strict=True))
     expected = read_outcome(lambda: original.read_record(table, mapping, "where", "record-where"))
     reader = original.row_reader(table)
     assert read_outcome(lambda: reader(cells, "where", "record-where")) == expected
-    return "canonical" if expected[0] == "value" and expected[-1] is not None else expected[0]
+    way = "canonical" if expected[0] == "value" and expected[-1] is not None else expected[0]
+    if way == "canonical":
+        assert "text" in reader(cells, "where", "record-where")._memo
+    return way
 
 
 RECORD_TEXTS: list[Any] = [
@@ -444,11 +451,29 @@ RECORD_TEXTS: list[Any] = [
     '{"session":null}',
 ]
 DIGESTS: list[Any] = [None, "", "0" * 64, 5, b"x"]
+DRIVER_CELLS: list[Any] = [
+    "2025-01-20 10:30:00+00",
+    "2025-01-20 10:30:00.5+00",
+    "2024-02-29T23:59:59.999Z",
+    "0001-01-01T00:00:00+14:00",
+    datetime.datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.UTC),
+    datetime.date(2025, 1, 2),
+    decimal.Decimal("1.50"),
+    uuid.UUID("4b0e8c4e-0f43-4b0e-9c1a-1b2c3d4e5f60"),
+    True,
+    7,
+    2**70,
+    -0.0,
+    1.5,
+    '{"b": 1, "a": [1.0, -0]}',
+    "\ud800",
+]
 
 
-def written_rows(table: Table, data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def written_rows(table: Table, data: Mapping[str, Any], driver_cells: bool = True) -> Iterator[dict[str, Any]]:
     """The row minsky writes for ``data`` (if the table holds it), and that row changed: each
-    data cell in turn set to NULL or to other text, the record or digest column replaced."""
+    data cell in turn set to NULL or to other text, the record or digest column replaced; with
+    ``driver_cells``, each cell in turn as a driver may hand it back, digested so."""
     try:
         record = record_from_dict(dict(data))
         text = canonical(record).decode("utf-8", "surrogatepass")
@@ -459,6 +484,13 @@ def written_rows(table: Table, data: Mapping[str, Any]) -> Iterator[dict[str, An
     for column in table.data_columns:
         for other in (None, "changed", 1):
             yield {**row, column.name: other}
+        for other in DRIVER_CELLS if driver_cells else ():  # as a driver may hand it back, digested so
+            changed = {**row, column.name: other}
+            if table.has_digest:
+                with contextlib.suppress(RecordError):  # a cell no digest is taken of: as it was
+                    changed[original.DIGEST] = ref_cells_digest(table, changed)
+                    assert original.cells_digest(table, changed) == changed[original.DIGEST]
+            yield changed
     if table.has_record:
         for other in RECORD_TEXTS:
             yield {**row, original.RECORD: other}
@@ -475,8 +507,8 @@ def test_the_generated_reader_reads_every_row_as_read_record_does() -> None:
         for row in rows:  # the original's rows, as the driver hands them back
             way = check_read(table, row)
             ways[way] = ways.get(way, 0) + 1
-        for data in hostile_records():
-            for row in written_rows(table, data):
+        for n, data in enumerate(hostile_records()):
+            for row in written_rows(table, data, driver_cells=n < 40):
                 way = check_read(table, row)
                 ways[way] = ways.get(way, 0) + 1
         for text in RECORD_TEXTS:  # a record column no one wrote cells for

@@ -302,29 +302,38 @@ def _cell_lines(table: Table) -> list[str]:
 def _digest_lines(table: Table, source: Literal["row", "tuple", "locals"]) -> list[str]:
     """``cells_digest``'s body, into ``digest``: of the row's cells by name (``row``, a mapping),
     by position (``row``, a sequence in ``table.names`` order), or of the locals ``_cell_lines``
-    set. A local of the writer whose type its column decides (``_always_text``) is hashed as it
-    is: ``normal`` would give it back unchanged."""
+    set. Each cell's text ``t<i>`` (None for NULL) first, in column name order, then one string
+    of all parts. A local of the writer whose type its column decides (``_always_text``) is its
+    own text: ``normal`` would give it back unchanged; a timestamp cell's is ``normal``'s, inline."""
     index = {column.name: i for i, (column, _, _) in enumerate(table.cell_plan)}
     position = {name: i for i, name in enumerate(table.names)}
     lines = ["    get = row.get"] if source == "row" else []
-    lines += ["    parts = []", "    add = parts.append"]
+    texts = []
     for name, column, key, raw in table.digest_plan:
         i = index[name]
-        value = f"c{i}" if source == "locals" else "v"
-        if source == "row":
-            lines.append(f"    v = get({name!r})")
-        elif source == "tuple":
-            lines.append(f"    v = row[{position[name]}]")
-        text = f"str(NORMAL(C{i}, {key!r}, {value}))"
-        lines.append(f"    if {value} is not None:")
-        if source == "locals" and _always_text(column):
-            lines.append(f'        add(f"{{P{i}}}{{len({value})}}\\x00{{{value}}}")')
-            continue
-        lines.append(f"        t = {value} if isinstance({value}, str) else {text}" if raw else f"        t = {text}")
-        lines.append(f'        add(f"{{P{i}}}{{len(t)}}\\x00{{t}}")')
-    # One encode and one hash of the joined parts: the same digest as hashing part by part
-    # (SHA-256 is a stream), at a third of the calls.
-    lines.append('    digest = SHA256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()')
+        if source == "locals":
+            value = f"c{i}"
+            if _always_text(column):
+                texts.append(value)
+                continue
+        else:
+            value = "v"
+            lines.append(f"    v = get({name!r})" if source == "row" else f"    v = row[{position[name]}]")
+        if column.kind == "timestamp":  # ``normal``: ``to_iso`` of the cell's text, or that text
+            text = f"(TO_ISO(s := ({value} if type({value}) is str else str({value}))) or s)"
+        else:
+            text = f"str(NORMAL(C{i}, {key!r}, {value}))"
+            if raw:
+                text = f"({value} if isinstance({value}, str) else {text})"
+        lines.append(f"    t{i} = None if {value} is None else {text}")
+        texts.append(f"t{i}")
+    # One string of every part, one encode and one hash: the same digest as hashing part by part
+    # (SHA-256 is a stream), at a fraction of the calls.
+    parts = "".join(
+        f'{{"" if {t} is None else f"{{P{index[name]}}}{{len({t})}}{{NUL}}{{{t}}}"}}'
+        for t, (name, *_) in zip(texts, table.digest_plan, strict=True)
+    )
+    lines.append(f"    digest = SHA256(f'''{parts}'''.encode('utf-8', 'surrogatepass')).hexdigest()")
     return lines
 
 
@@ -359,10 +368,13 @@ def _compile(table: Table, kind: str, arguments: str, body: list[str], returned:
         "JSON": _json_text,
         "NORMAL": normal,
         "SHA256": hashlib.sha256,
+        "NUL": "\x00",
+        "TO_ISO": timestamps.to_iso,
         "NAMES": table.names,
         "CANONICAL": canonical_object,
         "PROVEN": proven_record,
         "SLOW": read_record,
+        "RecordError": RecordError,
     }
     for i, (column, _, convert) in enumerate(table.cell_plan):
         namespace[f"C{i}"], namespace[f"F{i}"], namespace[f"P{i}"] = column, convert, f"{column.name}\x00"
@@ -519,12 +531,17 @@ def row_reader(table: Table) -> Callable[[Sequence[Any], str, str | None], Sessi
             f"        if stored is not None and type(name) is str and name and stored.get({KEY!r}) == name:",
         ]
         if table.has_digest:
+            # A cell no digest can be taken of (``normal`` refuses it) is ``read_record``'s to
+            # refuse, naming the store: the same error, the same words.
             digest = _digest_lines(table, "tuple")
             body += [
                 f"            stored_digest = row[{position[DIGEST]}]",
                 "            if not stored_digest:",
                 "                return PROVEN(stored, name, encoded, text)",
-                *(f"        {line}" for line in digest),
+                "            try:",
+                *(f"            {line}" for line in digest),
+                "            except RecordError:",
+                "                digest = None",
                 "            if stored_digest == digest:",
                 "                return PROVEN(stored, name, encoded, text)",
             ]
