@@ -290,3 +290,24 @@ def test_full_disk_fails_cleanly_and_loses_nothing(tmp_path: Path, state_dir: Pa
     assert source.read_bytes() == before
     left = [p.name for p in out_dir.iterdir()] if out_dir.exists() else []
     assert [name for name in left if not name.endswith(".lock")] == []  # an empty lock file is no data
+
+
+@pytest.mark.parametrize("key", ["session TEXT PRIMARY KEY", "session TEXT"])
+def test_keys_come_in_the_order_read_gives_whether_or_not_an_index_holds_them(tmp_path: Path, key: str) -> None:
+    """``keys()`` reads the names from the session index when there is one, sorted by rowid
+    there: the order ``read()`` gives, not the index's (names out of alphabetical order, a
+    rowid left free by a delete and taken again); without an index, the table in rowid order."""
+    db = tmp_path / "sessions.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"CREATE TABLE sessions ({key}, repo_name TEXT)")
+    names = ["task-md#10", "b", "task-md#2", "A", "a", "task-md#1"]
+    conn.executemany("INSERT INTO sessions VALUES (?, 'r')", [(n,) for n in names])
+    conn.execute("DELETE FROM sessions WHERE session = 'b'")
+    conn.execute("INSERT INTO sessions (rowid, session, repo_name) VALUES (2, 'zz', 'r')")
+    conn.commit()
+    plan = conn.execute("EXPLAIN QUERY PLAN SELECT session FROM sessions ORDER BY +rowid").fetchall()
+    conn.close()
+    assert any("COVERING INDEX" in str(step[-1]) for step in plan) == ("PRIMARY KEY" in key)
+    store = SqliteStore(db)
+    expected = ["task-md#10", "zz", "task-md#2", "A", "a", "task-md#1"]
+    assert list(store.keys()) == expected == [r.session for r in store.read()]

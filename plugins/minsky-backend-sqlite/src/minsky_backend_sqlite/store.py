@@ -34,6 +34,8 @@ log = logging.getLogger("minsky.backend.sqlite")  # under minsky's handler: reda
 _LOCK_POLL_MS = 100  # how long one wait for a lock lasts before Python can see a signal
 _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
 _STORE_TABLES = frozenset({"sessions", "__drizzle_migrations"})  # minsky's and the original's
+_KEYS = "SELECT session FROM sessions ORDER BY rowid"
+_KEYS_BY_INDEX = "SELECT session FROM sessions ORDER BY +rowid"  # (+: not the table's own order)
 
 
 @attrs.frozen
@@ -340,9 +342,14 @@ class SqliteStore:
             return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
 
     def keys(self) -> Iterator[str]:
+        """The names in ``read()``'s order. Read from an index on the names when the table has
+        one, sorted by rowid there: a scan of the table itself reads every row's pages (200 MB
+        a 100k-record store), the index a hundredth of that."""
         with self._reader() as conn:
             if conn is not None and self._table(conn) is not None:
-                for (name,) in conn.execute("SELECT session FROM sessions ORDER BY rowid"):
+                plan = conn.execute(f"EXPLAIN QUERY PLAN {_KEYS_BY_INDEX}").fetchall()
+                by_index = any("COVERING INDEX" in str(step[-1]) for step in plan)
+                for (name,) in conn.execute(_KEYS_BY_INDEX if by_index else _KEYS):
                     yield name
 
     def get(self, name: str) -> SessionRecord | None:
