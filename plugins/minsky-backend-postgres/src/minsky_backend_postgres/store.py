@@ -590,7 +590,7 @@ class _DirectCopyWriter:
         except BaseException:
             self.abort()
             raise
-        self._names.extend(r.session for r in batch)
+        self._names += [r.session for r in batch]
         if len(self._names) >= COPY_ROWS:
             self.finish()
 
