@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ORIGINAL, run_minsky
+from minsky.codec import record_from_dict
 from minsky.errors import LockedError, StoreError
+from minsky.model import SessionRecord
 from minsky_backend_sqlite import SPEC
 from minsky_backend_sqlite.store import SqliteOptions, SqliteStore
 
@@ -311,3 +313,53 @@ def test_keys_come_in_the_order_read_gives_whether_or_not_an_index_holds_them(tm
     store = SqliteStore(db)
     expected = ["task-md#10", "zz", "task-md#2", "A", "a", "task-md#1"]
     assert list(store.keys()) == expected == [r.session for r in store.read()]
+
+
+def _named(name: str, repo: str = "r") -> SessionRecord:
+    return record_from_dict({"session": name, "repoName": repo, "repoUrl": REPO, "createdAt": "2025-01-01T00:00:00Z"})
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        "",
+        "CREATE TABLE log (name TEXT); "
+        "CREATE TRIGGER logged AFTER INSERT ON sessions BEGIN INSERT INTO log VALUES (new.session); END;",
+        # A trigger that clears the way: the name was present before the batch all the same.
+        "CREATE TRIGGER clears BEFORE INSERT ON sessions BEGIN DELETE FROM sessions WHERE session = new.session; END;",
+    ],
+)
+def test_skip_writes_what_is_absent_and_names_what_was_present_before_each_batch(tmp_path: Path, trigger: str) -> None:
+    """``skip`` (and ``fail``) write a batch with no lookup of its names when all of them are
+    new; a batch with a name present before it (or repeated within it, or a trigger that
+    changes more than the rows) is undone and written name by name: the conflicts are exactly
+    the names present before their batch, the first copy of a repeated name is kept, and a
+    trigger fires once per row written."""
+    db = tmp_path / "sessions.db"
+    store = SqliteStore(db)
+    with store.bulk_writer() as writer:
+        writer.write([_named("old-1", "before"), _named("old-2", "before")])
+    if trigger:
+        conn = sqlite3.connect(db)
+        conn.executescript(trigger)
+        conn.close()
+    batches = [
+        [_named("new-1"), _named("new-2")],  # all new
+        [_named("new-3"), _named("old-2"), _named("new-4"), _named("old-1")],  # two present before
+        [_named("new-5"), _named("new-5", "second copy"), _named("new-6")],  # repeated within
+        [_named("new-2"), _named("new-7")],  # present since an earlier batch
+    ]
+    with store.bulk_writer(on_conflict="skip") as writer:
+        for batch in batches:
+            writer.write(batch)
+    assert writer.conflicts == ["old-2", "old-1", "new-2"]
+    repos = {r.session: r.repo_name for r in store.read()}
+    if "clears" in trigger:  # each name written, the last copy kept
+        assert repos == {**{f"new-{i}": "r" for i in range(1, 8)}, "new-5": "second copy", "old-1": "r", "old-2": "r"}
+    else:
+        assert repos == {**{f"new-{i}": "r" for i in range(1, 8)}, "old-1": "before", "old-2": "before"}
+    if "logged" in trigger:
+        conn = sqlite3.connect(db)
+        logged = [name for (name,) in conn.execute("SELECT name FROM log ORDER BY rowid")]
+        conn.close()
+        assert logged == ["new-1", "new-2", "new-3", "new-4", "new-5", "new-6", "new-7"]
