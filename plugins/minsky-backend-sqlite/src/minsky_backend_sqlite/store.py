@@ -278,11 +278,11 @@ class SqliteStore:
         if table is None:
             return
         cursor = conn.execute(f"{schema.select_sql(table)} {tail}", params)
-        read, where = original.row_reader(table), str(self.path)  # (``_decode``) once, not per row
+        decode = self._decode  # every reader's way from a row to its record (tests replace it)
         try:
             while rows := cursor.fetchmany(1000):
                 for row in rows:
-                    yield read(row, where, None)
+                    yield decode(table, row)
         finally:
             # Now, not when a traceback lets go of it: an unfinished statement keeps the connection
             # open past close(), and then the read's WAL is not removed (a read interrupted mid-fetch).
