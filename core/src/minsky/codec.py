@@ -183,14 +183,17 @@ def premade(record: SessionRecord, maker: object) -> Any:
     return kept[1] if kept is not None and kept[0] is maker else None
 
 
-def record_from_canonical(name: str, blob: bytes) -> SessionRecord:
+def record_from_canonical(name: str, blob: bytes, sha256: bytes | None = None) -> SessionRecord:
     """A record whose dict is ``orjson.loads(blob)`` exactly (key order included: the caller
     proved ``orjson.dumps(dict) == blob``, e.g. ``minsky.forked``), and ``blob`` its canonical
     form; the dict is decoded only when something asks for it (a writer that was handed its
     rows ready-made never does)."""
     record: SessionRecord = _new_record(SessionRecord)
     _set(record, "session", name)
-    _set(record, "_memo", {"canonical": blob, "undecoded": True})
+    memo = {"canonical": blob, "undecoded": True}
+    if sha256 is not None:  # computed where the record was read, of these very bytes
+        memo["sha256"] = sha256
+    _set(record, "_memo", memo)
     return record
 
 
@@ -281,6 +284,13 @@ def canonical(record: SessionRecord) -> bytes:
     return result
 
 
+def decoded_from_canonical(record: SessionRecord) -> bool:
+    """Whether the record's dict was decoded from its canonical form, as read (a reader proved
+    the stored text canonical and kept it, ``proven_record``): ``orjson.loads`` of that form
+    gives the very dict, key order included."""
+    return "text" in record._memo
+
+
 def canonical_text(record: SessionRecord) -> str:
     """``canonical(record)`` as text (what an SQL writer binds): the text a reader proved
     canonical when it kept it (``proven_record``), else the canonical form decoded."""
@@ -289,6 +299,15 @@ def canonical_text(record: SessionRecord) -> str:
         return canonical(record).decode("utf-8", "surrogatepass")
     result: str = text
     return result
+
+
+def canonical_sha256(record: SessionRecord) -> bytes:
+    """The SHA-256 of the record's canonical form (``UnrepresentableError`` when it has none), kept."""
+    memo = record._memo
+    raw: bytes | None = memo.get("sha256")
+    if raw is None:
+        raw = memo["sha256"] = hashlib.sha256(canonical(record)).digest()
+    return raw
 
 
 def digest_form(record: SessionRecord) -> bytes:

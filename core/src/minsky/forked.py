@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import pickle
@@ -32,6 +33,7 @@ from minsky.backend import ForkableStore, ReadableStore
 from minsky.codec import (
     UnrepresentableError,
     canonical,
+    decoded_from_canonical,
     record_from_canonical,
     record_from_dict,
     record_to_dict,
@@ -170,18 +172,20 @@ def _stream(
 def _portable(record: SessionRecord) -> Any:
     """A record as its name and canonical form, when that alone rebuilds its dict exactly, or
     as its dict and canonical form (None when it has none)."""
+    exact = decoded_from_canonical(record)  # checked before canonical() keeps a form of its own
     data = record_to_dict(record)
     try:
         blob: bytes | None = canonical(record)
     except UnrepresentableError:
         blob = None
     if blob is not None:
-        try:
-            same = orjson.dumps(data) == blob  # keys in canonical order at every level, values exact
-        except TypeError:
-            same = False
-        if same:
-            return (record.session, blob)
+        if not exact:
+            try:
+                exact = orjson.dumps(data) == blob  # keys in canonical order at every level, values exact
+            except TypeError:
+                exact = False
+        if exact:
+            return (record.session, blob, hashlib.sha256(blob).digest())  # hashed here, on this core
     return (data, blob)
 
 
@@ -196,8 +200,17 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 def _send(fd: int, kind: bytes, payload: Any) -> None:
-    body = kind + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEAD.pack(len(body)) + body)
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    head = _HEAD.pack(len(body) + 1) + kind
+    sent = os.writev(fd, [head, body])  # no copy of the batch to put the head before it
+    if sent < len(head):
+        _write_all(fd, head[sent:])
+        sent = len(head)
+    _write_all(fd, memoryview(body)[sent - len(head) :])
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
@@ -255,11 +268,10 @@ class _FromChild:
                 if kind == _BATCH:
                     maker = self.maker
                     for item, made in payload:
-                        first, blob = item
-                        if type(first) is str:  # its canonical form gives its dict exactly, when asked
-                            record = record_from_canonical(first, blob)
+                        if len(item) == 3:  # its canonical form gives its dict exactly, when asked
+                            record = record_from_canonical(*item)
                         else:
-                            record = record_from_dict(first, canonical_form=blob)
+                            record = record_from_dict(item[0], canonical_form=item[1])
                         if made is not None:
                             with_premade(record, maker, made)
                         yield record

@@ -28,7 +28,7 @@ import attrs
 from minsky import forked, hooks
 from minsky.backend import BulkWriter, ForkableStore, OnConflict, ReadableStore, RowMakingWriter, Store, change_token
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
-from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_stream, digest_form
+from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_sha256, canonical_stream, digest_form
 from minsky.coverage import source_gaps
 from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, key_function, stop
 from minsky.errors import ConflictError, StoreError, UsageError
@@ -237,11 +237,10 @@ def migrate(
     def admitted(records: Iterable[SessionRecord]) -> Iterator[SessionRecord]:
         for record in records:
             report.read += 1
-            try:
-                blob, reason = canonical(record), None
+            try:  # as bytes throughout: no hex round trips per record
+                raw, reason = canonical_sha256(record), None
             except UnrepresentableError as exc:  # never written, never changed: named
-                blob, reason = digest_form(record), exc.reason
-            raw = hashlib.sha256(blob).digest()  # as bytes throughout: no hex round trips per record
+                raw, reason = hashlib.sha256(digest_form(record)).digest(), exc.reason
             source_digest.add_bytes(raw)
             kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
             name = plan.snapshot_name(record, kept)

@@ -488,10 +488,9 @@ class _CopyWriter:
                     self.ord += 1
                     copy.write_row((self.ord, *schema.to_row(self.table, record)))
             else:
-                line_of, write = self.lines.line_of, copy.write
-                for record in batch:
-                    self.ord += 1
-                    write(b"%d\t%b" % (self.ord, line_of(record)))
+                line_of, first = self.lines.line_of, self.ord + 1
+                self.ord += len(batch)
+                copy.write(b"".join(b"%d\t%b" % (n, line_of(r)) for n, r in enumerate(batch, first)))
         try:
             with self.conn.transaction():
                 if self.on_conflict == "overwrite":
@@ -581,10 +580,8 @@ class _DirectCopyWriter:
                 write_row, to_row, table = self._copy.write_row, schema.to_row, self.table
                 for record in batch:
                     write_row(to_row(table, record))
-            else:
-                write, line_of = self._copy.write, self.lines.line_of
-                for record in batch:
-                    write(line_of(record))
+            else:  # one write a batch: each Copy.write is a round through libpq
+                self._copy.write(b"".join(map(self.lines.line_of, batch)))
         except psycopg.Error as exc:
             self._fail(exc, [*self._names, *(r.session for r in batch)])
         except BaseException:

@@ -286,7 +286,9 @@ class SqliteStore:
         finally:
             # Now, not when a traceback lets go of it: an unfinished statement keeps the connection
             # open past close(), and then the read's WAL is not removed (a read interrupted mid-fetch).
-            cursor.close()
+            # (A list() abandoned after its connection closed: nothing left to finish.)
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                cursor.close()
 
     def source_rows(self) -> Iterator[tuple[original.Table, Mapping[str, object]]]:
         """Every row's raw cells, in ``read()``'s order: what coverage checks are made against."""
