@@ -191,7 +191,7 @@ def test_the_copy_lines_a_forked_reader_makes_are_what_write_row_would_send(
             st.none()
             | st.booleans()
             | st.integers(min_value=-(2**70), max_value=2**70)
-            | st.floats(allow_nan=True, allow_infinity=True)
+            | st.floats(allow_nan=False, allow_infinity=False)  # readers make non-finite ones Unrepresentable
             | st.text(max_size=10),
             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
             max_leaves=8,
@@ -205,7 +205,7 @@ def test_a_record_rebuilt_from_what_the_child_sends_is_the_record_read(data: dic
     import pickle
 
     item = pickle.loads(pickle.dumps(portable))
-    if len(item) == 3:
+    if len(item) > 2:
         rebuilt = forked.record_from_canonical(*item)
         assert item[2] == hashlib.sha256(canonical(record)).digest()
     else:

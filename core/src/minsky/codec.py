@@ -183,14 +183,16 @@ def premade(record: SessionRecord, maker: object) -> Any:
     return kept[1] if kept is not None and kept[0] is maker else None
 
 
-def record_from_canonical(name: str, blob: bytes, sha256: bytes | None = None) -> SessionRecord:
-    """A record whose dict is ``orjson.loads(blob)`` exactly (key order included: the caller
-    proved ``orjson.dumps(dict) == blob``, e.g. ``minsky.forked``), and ``blob`` its canonical
-    form; the dict is decoded only when something asks for it (a writer that was handed its
-    rows ready-made never does)."""
+def record_from_canonical(
+    name: str, blob: bytes, sha256: bytes | None = None, ordered: bytes | None = None
+) -> SessionRecord:
+    """A record whose canonical form is ``blob`` and whose dict is ``orjson.loads(ordered)``,
+    or of ``blob`` when ``ordered`` is None, exactly (key order included: the caller proved
+    ``orjson.dumps(dict)`` is that text, e.g. ``minsky.forked``). The dict is decoded only when
+    something asks for it (a writer handed its rows ready-made never does)."""
     record: SessionRecord = _new_record(SessionRecord)
     _set(record, "session", name)
-    memo = {"canonical": blob, "undecoded": True}
+    memo = {"canonical": blob, "undecoded": blob if ordered is None else ordered}
     if sha256 is not None:  # computed where the record was read, of these very bytes
         memo["sha256"] = sha256
     _set(record, "_memo", memo)
@@ -200,8 +202,8 @@ def record_from_canonical(name: str, blob: bytes, sha256: bytes | None = None) -
 def memo_dict(memo: dict[str, Any]) -> dict[str, Any] | None:
     """The dict a record's memo holds, decoding it first for ``record_from_canonical``'s; None if none."""
     data: dict[str, Any] | None = memo.get("dict")
-    if data is None and memo.pop("undecoded", False):
-        data = memo["dict"] = orjson.loads(memo["canonical"])
+    if data is None and "undecoded" in memo:
+        data = memo["dict"] = orjson.loads(memo.pop("undecoded"))
     return data
 
 

@@ -170,8 +170,10 @@ def _stream(
 
 
 def _portable(record: SessionRecord) -> Any:
-    """A record as its name and canonical form, when that alone rebuilds its dict exactly, or
-    as its dict and canonical form (None when it has none)."""
+    """A record as its name, canonical form and that form's SHA-256, plus its dict as orjson
+    writes it when that is not the canonical form (the parent decodes either only if asked:
+    ``record_from_canonical``); or, what orjson cannot write exactly (an integer past 64 bits, a
+    record with no canonical form), as its dict and canonical form, pickled."""
     exact = decoded_from_canonical(record)  # checked before canonical() keeps a form of its own
     data = record_to_dict(record)
     try:
@@ -179,13 +181,17 @@ def _portable(record: SessionRecord) -> Any:
     except UnrepresentableError:
         blob = None
     if blob is not None:
-        if not exact:
-            try:
-                exact = orjson.dumps(data) == blob  # keys in canonical order at every level, values exact
-            except TypeError:
-                exact = False
+        sha256 = hashlib.sha256(blob).digest()  # hashed here, on this core
         if exact:
-            return (record.session, blob, hashlib.sha256(blob).digest())  # hashed here, on this core
+            return (record.session, blob, sha256)
+        try:
+            # The canonical form has passed the strict check: what orjson writes of the same
+            # values, in the dict's own order, it reads back as the very same dict.
+            ordered = orjson.dumps(data)
+        except TypeError:
+            pass
+        else:
+            return (record.session, blob, sha256) if ordered == blob else (record.session, blob, sha256, ordered)
     return (data, blob)
 
 
@@ -268,7 +274,7 @@ class _FromChild:
                 if kind == _BATCH:
                     maker = self.maker
                     for item, made in payload:
-                        if len(item) == 3:  # its canonical form gives its dict exactly, when asked
+                        if len(item) > 2:  # its dict decoded exactly, only when asked
                             record = record_from_canonical(*item)
                         else:
                             record = record_from_dict(item[0], canonical_form=item[1])
