@@ -6,34 +6,35 @@ benchmark, the code and the day. Nothing here is a target: targets live in bench
 
 from __future__ import annotations
 
-# benchmarks/migrate.py --n 100000 on minsky e879db7 (2026-11-28, 16:51 UTC), 2 vCPUs (AMD EPYC),
-# quiet (load average 0.6-1.0): records per second of a plain migration, and what --verify and
-# --backup added to it (a fraction of the plain time) in the same run. A busy machine is slower:
-# at load 8-19 the same benchmark on older code measured a third to a half of these rates.
-MEASURED_ON = "2026-11-28"
+# benchmarks/migrate.py --n 100000 on minsky 3c941d4 (2026-12-06, 03:08 UTC), 2 vCPUs (AMD EPYC),
+# quiet (load average 0.5-1.4; a migration of 5,000+ records reads its source in a second
+# process): records per second of a plain migration, and what --verify and --backup added to it
+# (a fraction of the plain time) in the same run. A busy machine is slower: at load 8-19 the
+# same benchmark on older code measured a third to a half of these rates.
+MEASURED_ON = "2026-12-06"
 MIGRATION_RATE: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 22_858,
-    ("sqlite", "postgres"): 24_411,
-    ("postgres", "json"): 30_971,
-    ("json", "postgres"): 25_571,
-    ("sqlite", "json"): 32_067,
-    ("postgres", "sqlite"): 19_887,
+    ("json", "sqlite"): 23_945,
+    ("sqlite", "postgres"): 23_958,
+    ("postgres", "json"): 27_764,
+    ("json", "postgres"): 22_128,
+    ("sqlite", "json"): 44_016,
+    ("postgres", "sqlite"): 23_993,
 }
 VERIFY_ADDS: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 0.19,
-    ("sqlite", "postgres"): 1.05,
-    ("postgres", "json"): 1.45,
-    ("json", "postgres"): 0.34,
-    ("sqlite", "json"): 1.11,
-    ("postgres", "sqlite"): 0.98,
+    ("json", "sqlite"): 0.32,
+    ("sqlite", "postgres"): 1.61,
+    ("postgres", "json"): 1.66,
+    ("json", "postgres"): 0.54,
+    ("sqlite", "json"): 2.43,
+    ("postgres", "sqlite"): 1.54,
 }
 BACKUP_ADDS: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 0.29,
-    ("sqlite", "postgres"): 0.46,
-    ("postgres", "json"): 0.70,
-    ("json", "postgres"): 0.44,
-    ("sqlite", "json"): 0.61,
-    ("postgres", "sqlite"): 0.53,
+    ("json", "sqlite"): 0.57,
+    ("sqlite", "postgres"): 0.76,
+    ("postgres", "json"): 0.72,
+    ("json", "postgres"): 0.91,
+    ("sqlite", "json"): 0.96,
+    ("postgres", "sqlite"): 0.81,
 }
 
 # benchmarks/commands.py --runs 3 on minsky 02b0da1 (2026-11-28, 14:32 UTC, quiet): best-of-3
