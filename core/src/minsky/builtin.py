@@ -80,7 +80,8 @@ class CorePlugin:
     def restore(self, path: Path, backend: str) -> ReadableStore:
         from minsky.backup import open_backup
 
-        source = open_backup(path)
+        # Surveyed when it can be: the restore's own read then checks the digest, in one decoding pass.
+        source = open_backup(path, survey=True)
         try:
             source.check()
         except BaseException:

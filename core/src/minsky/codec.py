@@ -177,6 +177,13 @@ def with_premade(record: SessionRecord, maker: object, made: object) -> None:
     record._memo["premade"] = (maker, made)
 
 
+def with_sha256(record: SessionRecord, sha256: bytes) -> bytes:
+    """Keep ``sha256``, the SHA-256 of the record's canonical form its reader computed (for
+    ``canonical_sha256``); returns it."""
+    record._memo["sha256"] = sha256
+    return sha256
+
+
 def premade(record: SessionRecord, maker: object) -> Any:
     """What ``maker`` gave for ``record`` (``with_premade``), or None: made by another maker, or not made."""
     kept = record._memo.get("premade")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import pickle
@@ -33,6 +32,7 @@ from minsky.backend import ForkableStore, ReadableStore
 from minsky.codec import (
     UnrepresentableError,
     canonical,
+    canonical_sha256,
     decoded_from_canonical,
     record_from_canonical,
     record_from_dict,
@@ -181,7 +181,7 @@ def _portable(record: SessionRecord) -> Any:
     except UnrepresentableError:
         blob = None
     if blob is not None:
-        sha256 = hashlib.sha256(blob).digest()  # hashed here, on this core
+        sha256 = canonical_sha256(record)  # hashed here, on this core (or by the reader)
         if exact:
             return (record.session, blob, sha256)
         try:

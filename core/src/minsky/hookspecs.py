@@ -94,7 +94,9 @@ def backup(backend: str, store: ReadableStore, stem: Path, backup_format: str, b
 @hookspec(firstresult=True)
 def restore(path: Path, backend: str) -> ReadableStore | None:
     """Called once per restore (``sessiondb restore``, ``sessiondb import``), before the target
-    is written: open the backup file ``path`` as a read-only source, after checking it.
+    is written: open the backup file ``path`` as a read-only source, after checking it (or
+    arranging for its read to check it: a read that raises, even after its last record,
+    leaves the target unchanged; core's JSON backup checks its digest so).
 
     :param path: the backup file (a directory given by the user is already resolved to its
         newest ``session-backup-*`` file).

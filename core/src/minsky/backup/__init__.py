@@ -16,7 +16,7 @@ from minsky.backup.files import prepare_directory
 from minsky.backup.layout import META_KEY
 from minsky.backup.ledger import last_backup, remember_backup
 from minsky.backup.newest import Chosen, resolve_backup
-from minsky.backup.read import Backup, open_backup
+from minsky.backup.read import Backup, NotAsSurveyed, open_backup
 from minsky.backup.write import PREFIX, backup_name, write_backup
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "PREFIX",
     "Backup",
     "Chosen",
+    "NotAsSurveyed",
     "backup_name",
     "last_backup",
     "open_backup",

@@ -5,6 +5,13 @@ Every pass hashes the bytes it reads and must see exactly the bytes the
 inspection saw: a file rewritten after its check makes the restore fail before
 the target commits (a migration's target changes only when its read stream ends
 cleanly), so what is restored is what was checked.
+
+A restore may open a backup with a survey instead (``open_backup(survey=True)``): one pass
+over the names at the head of each line, as ``write_backup`` puts them, without decoding a
+record. Its read then does the inspection's work on each record it decodes anyway: the name
+it holds must be the one the survey read, and at the end the count and digest must be the
+metadata's, or the read raises before the target commits (``NotAsSurveyed``: the caller
+inspects the file in full and starts again). One decoding pass instead of two.
 """
 
 from __future__ import annotations
@@ -22,7 +29,15 @@ from minsky import names as names_module
 from minsky.backup.files import check_symlinks, open_regular, shown
 from minsky.backup.layout import Layout, sessions
 from minsky.backup.scan import HashingBytes, Scanner
-from minsky.codec import StoreDigest, canonical_of_dict, record_from_dict
+from minsky.codec import (
+    StoreDigest,
+    UnrepresentableError,
+    as_found_bytes,
+    canonical_bytes,
+    canonical_of_dict,
+    record_from_dict,
+    with_sha256,
+)
 from minsky.errors import ConflictError, StoreError, VerificationError
 from minsky.model import SessionRecord
 from minsky.names import NameHashes
@@ -35,10 +50,22 @@ DUPLICATE_EXAMPLES = 10
 _NAME = re.compile(rb'\{"session": "([^"\\]*)"')
 
 
+class NotAsSurveyed(StoreError):
+    """A surveyed backup's read found what the survey could not see (a record whose name is not
+    the one at the head of its line, a record that does not decode on its own line): nothing
+    decided from the survey is kept. The caller inspects the backup (``Backup.prove``) and
+    starts again."""
+
+
+class _Unsurveyable(Exception):
+    """The survey cannot stand in for the inspection (repeated names, a count that is not the
+    metadata's): the inspection runs at once."""
+
+
 class Backup:
     """An open backup file: a read-only migration source whose every pass reads the same bytes."""
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path, *, survey: bool = False) -> None:
         self.fd = fd
         self.path = path
         info = os.fstat(fd)
@@ -51,6 +78,14 @@ class Backup:
         self.repeated: dict[str, int] = {}  # name -> copies, for names held more than once
         self.lines = True  # read line by line (``minsky.jsonlines``), proved by the inspection; else scanned
         self.named = True  # each line begins with its record's name (as written), proved by the inspection
+        self.proven = True  # inspected in full; False: surveyed, the read checks what the inspection would
+        self.surveyed = 0  # records the survey counted
+        if survey:
+            try:
+                self._survey()
+                return
+            except (jsonlines.NotLines, jsonlines.TwoLists, _Unsurveyable):
+                self.layout, self.named, self.sha256, self.proven = Layout(), True, "", True
         self._inspect()
 
     # -- ReadableStore ---------------------------------------------------------
@@ -63,6 +98,8 @@ class Backup:
         return True
 
     def read(self) -> Iterator[SessionRecord]:
+        if not self.proven:
+            return self._read_surveyed()
         where = f"backup {shown(self.path)}: session "
         return (record_from_dict(item, where=f"{where}{index}: ") for index, item in enumerate(self._pass(Layout())))
 
@@ -71,7 +108,7 @@ class Backup:
         return self
 
     def count(self) -> int:
-        return self.digest.count
+        return self.digest.count if self.proven else self.surveyed
 
     def keys(self) -> Iterator[str]:
         # The inspection checked every entry is an object with a name (``canonical_of_dict``),
@@ -92,15 +129,17 @@ class Backup:
         return self.layout.describe(self.path.name)
 
     def check(self) -> None:
-        """Raise unless the backup agrees with its own metadata."""
+        """Raise unless the backup agrees with its own metadata (a surveyed one: its count, the
+        digest being the read's to check)."""
+        if self.proven:  # else the survey compared the counts
+            self._against_meta(self.digest)
+
+    def _against_meta(self, digest: StoreDigest) -> None:
         meta = self.meta
-        if meta is not None and (meta.get("count"), meta.get("storeDigest")) != (
-            self.digest.count,
-            self.digest.hexdigest,
-        ):
+        if meta is not None and (meta.get("count"), meta.get("storeDigest")) != (digest.count, digest.hexdigest):
             raise VerificationError(
-                f"backup {shown(self.path)} is damaged: it holds {self.digest.count} records with digest "
-                f"{self.digest.hexdigest[:12]}…, its metadata says {meta.get('count')} and "
+                f"backup {shown(self.path)} is damaged: it holds {digest.count} records with digest "
+                f"{digest.hexdigest[:12]}…, its metadata says {meta.get('count')} and "
                 f"{str(meta.get('storeDigest'))[:12]}…; nothing was restored"
             )
 
@@ -139,7 +178,56 @@ class Backup:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def prove(self) -> None:
+        """Inspect a surveyed backup in full, as if it had been opened without a survey."""
+        if not self.proven:
+            self.layout, self.digest, self.repeated = Layout(), StoreDigest(), {}
+            self.named, self.sha256, self.proven = True, "", True
+            self._inspect()
+
+    def adopt_digest(self, count: int, hexdigest: str) -> None:
+        """The digest a surveyed backup's read found in another process (a migration's forked
+        reader), where it checked it: what ``to_json`` reports."""
+        if not self.proven and self.digest.count == 0:
+            self.digest = StoreDigest(count=count, total=int(hexdigest, 16))
+
     # -- passes --------------------------------------------------------------------
+
+    def _survey(self) -> None:
+        """The names at the head of each line (one pass, nothing decoded): count, layout and
+        repeated names; ``_Unsurveyable`` when only the inspection can tell."""
+        seen = NameHashes()
+        count = 0
+        for name in self._pass(self.layout, names=True):
+            seen.add(name)
+            count += 1
+        meta = self.meta
+        if seen.freeze() or (meta is not None and meta.get("count") != count):
+            raise _Unsurveyable
+        self.surveyed, self.proven = count, False
+
+    def _read_surveyed(self) -> Iterator[SessionRecord]:
+        """``read``, doing the inspection's work on each record as it goes: its name must be
+        the survey's, and the count and digest of all of them the metadata's."""
+        where = f"backup {shown(self.path)}: session "
+        digest = StoreDigest()
+        try:
+            for index, (name, item) in enumerate(self._pass(Layout(), named_items=True)):
+                if not isinstance(item, dict) or item.get("session") != name:
+                    raise NotAsSurveyed(f"backup {shown(self.path)}: record {index} is not named as its line begins")
+                try:
+                    blob = canonical_bytes(item)
+                except UnrepresentableError:  # refused by the migration, by name; counted as found
+                    form, record = as_found_bytes(item, sort_keys=True), record_from_dict(item)
+                    digest.add_bytes(hashlib.sha256(form).digest())
+                else:
+                    record = record_from_dict(item, where=f"{where}{index}: ", canonical_form=blob)
+                    digest.add_bytes(with_sha256(record, hashlib.sha256(blob).digest()))
+                yield record
+        except (jsonlines.NotLines, jsonlines.TwoLists) as exc:
+            raise NotAsSurveyed(f"backup {shown(self.path)}: {exc}") from None
+        self._against_meta(digest)
+        self.digest = digest
 
     def _inspect(self) -> None:
         try:
@@ -165,21 +253,23 @@ class Backup:
                     copies[name] = copies.get(name, 0) + 1
             self.repeated = {name: n for name, n in copies.items() if n > 1}
 
-    def _pass(self, layout: Layout, *, names: bool = False) -> Iterator[Any]:
+    def _pass(self, layout: Layout, *, names: bool = False, named_items: bool = False) -> Iterator[Any]:
         """The session entries as decoded (``names``: only their names, read from the head of each
-        line, when the inspection proved that is where they are); raises at the end if the bytes
-        were not the inspected ones.
+        line, when the inspection proved that is where they are, or to survey them; ``named_items``:
+        each entry with the name at the head of its line, or None); raises at the end if the bytes
+        were not the inspected (or surveyed) ones.
 
-        Raises ``NotLines``/``TwoLists`` in the inspection when the file is not provably laid out
-        one record per line (``Backup._inspect`` then scans it); a later pass that finds so was
-        not given the bytes the inspection read."""
+        Raises ``NotLines``/``TwoLists`` in the inspection or the survey when the file is not
+        provably laid out one record per line (``Backup._inspect`` then scans it), and in a
+        surveyed read (which did not prove it); another pass that finds so was not given the bytes
+        the inspection read."""
         raw = HashingBytes(self.fd, self.size)
         buffered = io.BufferedReader(raw, 1 << 20)
         where = f"backup {shown(self.path)}"
         changed = StoreError(f"{where} changed while it was being read; nothing was restored from it")
         try:
             if self.lines:
-                yield from self._lines(buffered, layout, names=names)
+                yield from self._lines(buffered, layout, names=names, named_items=named_items)
                 while buffered.read(1 << 20):
                     pass
             else:
@@ -190,8 +280,9 @@ class Backup:
                     pass
         except OSError as exc:
             raise StoreError(f"cannot read {where}: {exc.strerror}") from None
-        except (StoreError, jsonlines.NotLines, jsonlines.TwoLists):
-            if self.sha256:  # it read well before: what fails now is not what was checked
+        except (StoreError, jsonlines.NotLines, jsonlines.TwoLists) as exc:
+            unproven = named_items and not isinstance(exc, StoreError)  # the survey did not read so far
+            if self.sha256 and not unproven:  # it read well before: what fails now is not what was checked
                 raise changed from None
             raise
         digest = raw.sha256.hexdigest()
@@ -199,7 +290,9 @@ class Backup:
             raise changed
         self.sha256 = digest
 
-    def _lines(self, handle: io.BufferedReader[HashingBytes], layout: Layout, *, names: bool) -> Iterator[Any]:
+    def _lines(
+        self, handle: io.BufferedReader[HashingBytes], layout: Layout, *, names: bool, named_items: bool
+    ) -> Iterator[Any]:
         """The entries of a backup laid out one per line, as ``sessions`` would give them, filling
         in ``layout`` as it does; ``NotLines`` for anything it would read otherwise."""
         found = jsonlines.Layout()
@@ -215,6 +308,10 @@ class Backup:
                 item = loads(piece)
             except ValueError:  # not one whole value: not laid out in lines, or damaged
                 raise jsonlines.NotLines("an entry that does not decode on its own") from None
+            if named_items:
+                match = _NAME.match(piece)
+                yield (None if match is None else match.group(1).decode("utf-8", "surrogateescape")), item
+                continue
             if inspecting and self.named:
                 match = _NAME.match(piece)
                 if (
@@ -231,12 +328,13 @@ class Backup:
         layout.fields = rest
 
 
-def open_backup(path: Path) -> Backup:
-    """Open and inspect a backup file of any shape (not yet checked: see ``Backup.check``)."""
+def open_backup(path: Path, *, survey: bool = False) -> Backup:
+    """Open and inspect a backup file of any shape (not yet checked: see ``Backup.check``); with
+    ``survey``, only survey it when it can be (its read then checks it: ``NotAsSurveyed``)."""
     check_symlinks(path)
     fd = open_regular(path, follow=True)
     try:
-        return Backup(fd, path)
+        return Backup(fd, path, survey=survey)
     except BaseException:
         os.close(fd)
         raise

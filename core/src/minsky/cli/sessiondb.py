@@ -14,9 +14,9 @@ from minsky.cli.app import get_app
 from minsky.cli.output import echo, emit_json, printable
 from minsky.cli.report import finish, note_backup, progress_line, reporting_stops
 from minsky.cli.store_flags import flags_from, open_flagged, open_pair, split_flags, target_options
-from minsky.duplicates import POLICIES, OnDuplicate
-from minsky.errors import StoreError, UsageError
-from minsky.migrate import Endpoint, migrate
+from minsky.duplicates import POLICIES, DuplicateError, OnDuplicate
+from minsky.errors import ConflictError, StoreError, UsageError
+from minsky.migrate import Endpoint, Report, migrate
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 backup_format_option = click.option(
@@ -156,7 +156,7 @@ def restore(
     **kwargs: Any,
 ) -> None:
     """Restore a backup into a backend, after checking its count and digest."""
-    from minsky.backup import Backup, resolve_backup
+    from minsky.backup import Backup, NotAsSurveyed, resolve_backup
 
     app = get_app()
     target_flags, rest = split_flags(app, backend, flags_from(kwargs))
@@ -170,16 +170,34 @@ def restore(
             if on_duplicate == "fail":  # else the migration applies the chosen rule to repeated names
                 source.refuse_repeated()
         dst = open_flagged(app, backend, target_flags)
-        with reporting_stops(as_json):
-            report = migrate(
-                Endpoint("backup", source),
-                Endpoint(dst.spec.name, dst.store),
-                on_conflict=on_conflict,
-                on_duplicate=on_duplicate,
-                dry_run=dry_run,
-                verify=verify,
-                progress=progress_line(not as_json, source),
-            )
+
+        def restore_once() -> Report:
+            with reporting_stops(as_json):
+                return migrate(
+                    Endpoint("backup", source),
+                    Endpoint(dst.spec.name, dst.store),
+                    on_conflict=on_conflict,
+                    on_duplicate=on_duplicate,
+                    dry_run=dry_run,
+                    verify=verify,
+                    progress=progress_line(not as_json, source),
+                )
+
+        try:
+            report = restore_once()
+        except (NotAsSurveyed, ConflictError) as exc:
+            # Decided on names the survey read and the read then found otherwise (nothing was
+            # committed), or a conflict named from them: decided again on the inspected backup.
+            # (Repeated names the survey saw made it inspect at once.)
+            if not isinstance(source, Backup) or source.proven or isinstance(exc, DuplicateError):
+                raise
+            source.prove()
+            source.check()
+            if on_duplicate == "fail":
+                source.refuse_repeated()
+            report = restore_once()
+        if isinstance(source, Backup):
+            source.adopt_digest(report.read, report.source_digest)
     finally:
         close = getattr(source, "close", None)
         if callable(close):
