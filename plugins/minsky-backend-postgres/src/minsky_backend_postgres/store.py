@@ -52,6 +52,10 @@ class PostgresStore:
         remember_secret(str(self.params.get("password") or ""))
         self.params.setdefault("connect_timeout", connect_timeout)
         self.params.setdefault("application_name", "minsky")
+        # Text crosses as UTF-8 whatever the database's encoding: under LATIN1 psycopg would
+        # encode on the client (an internal error for a character LATIN1 lacks, where the server
+        # names the row it cannot store), and under SQL_ASCII it hands back bytes, not text.
+        self.params["client_encoding"] = "UTF8"
         self._conn: psycopg.Connection[Any] | None = None
         self._schema_ready = False
 
@@ -103,10 +107,16 @@ class PostgresStore:
             exc.sqlstate and exc.sqlstate[:2] in ("22", "23", "54", "P0")
         ):
             diag = exc.diag
+            shown = name if len(name) <= 60 else name[:60] + f"… ({len(name)} characters)"
+            if exc.sqlstate == "22P05":  # untranslatable_character: the database's encoding lacks one
+                return StoreError(
+                    f"PostgreSQL {self.location}: session {shown!r} holds a character the database's "
+                    f"encoding cannot store, so nothing was written ({' '.join(str(exc).split())[:200]})",
+                    hint="minsky keeps every character exactly: use a database created with ENCODING 'UTF8'",
+                )
             column = diag.column_name or diag.constraint_name or "?"
             if exc.sqlstate == "54000":  # an index row too big: the key's
                 column = original.KEY
-            shown = name if len(name) <= 60 else name[:60] + f"… ({len(name)} characters)"
             return StoreError(
                 f"PostgreSQL {self.location}: table 'sessions', session {shown!r}, column {column!r}: "
                 f"the server refused the row while {doing} ({' '.join(str(exc).split())[:200]})",

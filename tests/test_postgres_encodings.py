@@ -1,0 +1,102 @@
+"""A PostgreSQL database that is not UTF-8: minsky's text crosses as UTF-8 whatever the server's
+encoding. Under SQL_ASCII every character comes back exactly; under LATIN1 what LATIN1 holds
+comes back exactly, and a character it lacks is one line naming the session, exit 4, nothing
+written — never an internal error."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+NAMES = {"SQL_ASCII": ["café", "a€", "😀 emoji", "plain"], "LATIN1": ["café", "naïve ß", "plain"]}
+
+
+@contextlib.contextmanager
+def _database(server_url: str, encoding: str) -> Iterator[str]:
+    name = f"{conninfo_to_dict(server_url)['dbname']}_{encoding.lower()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(
+            f"CREATE DATABASE \"{name}\" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    try:
+        yield make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["SQL_ASCII", "LATIN1"])
+def encoded_url(request: pytest.FixtureRequest, postgres_server_url: str) -> Iterator[tuple[str, str]]:
+    with _database(postgres_server_url, str(request.param)) as url:
+        yield str(request.param), url
+
+
+@pytest.fixture
+def latin1_url(postgres_server_url: str) -> Iterator[str]:
+    with _database(postgres_server_url, "LATIN1") as url:
+        yield url
+
+
+def _store(path: Path, names: list[str]) -> Path:
+    sessions = [
+        {"session": n, "repoName": f"repo {n}", "repoUrl": "u", "createdAt": "2025-01-01T00:00:00.000Z", "note": n}
+        for n in names
+    ]
+    path.write_text(json.dumps({"sessions": sessions}, ensure_ascii=False), "utf-8")
+    return path
+
+
+def _rows(url: str) -> int | None:
+    with psycopg.connect(url) as conn:
+        if not conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+            return None
+        return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])  # type: ignore[index]
+
+
+def test_what_the_database_encoding_holds_round_trips_exactly(
+    encoded_url: tuple[str, str], minsky: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoding, url = encoded_url
+    source = _store(tmp_path / "in.json", NAMES[encoding])
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "json")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(source))
+    result = minsky("sessiondb", "migrate", "to", "postgres", "--connection-string", url, "--verify")
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+    monkeypatch.setenv("MINSKY_POSTGRES_URL", url)
+    back = tmp_path / "back.json"
+    result = minsky("sessiondb", "migrate", "to", "json", "--json-path", str(back), "--verify")
+    assert result.exit_code == 0, result.output
+    expected = json.loads(source.read_text("utf-8"))["sessions"]
+    assert sorted(json.loads(back.read_text("utf-8"))["sessions"], key=lambda s: s["session"]) == sorted(
+        expected, key=lambda s: s["session"]
+    )
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["a few records", "a forked read"])
+def test_a_character_latin1_lacks_is_one_line_and_nothing_written(
+    latin1_url: str, many: bool, minsky: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = latin1_url
+    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "0" if many else "off")
+    names = [f"s{i}" for i in range(40)] + ["a€"]
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "json")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(_store(tmp_path / "in.json", names)))
+    result = minsky("sessiondb", "migrate", "to", "postgres", "--connection-string", url)
+    assert result.exit_code == 4, result.output
+    assert "session 'a€' holds a character the database's encoding cannot store" in result.output
+    assert "ENCODING 'UTF8'" in result.output and "Traceback" not in result.output
+    assert _rows(url) in (None, 0)
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+    monkeypatch.setenv("MINSKY_POSTGRES_URL", url)
+    result = minsky("session", "start", "b€", "--repo", "https://github.com/a/b")
+    assert result.exit_code == 4, result.output
+    assert "'b€'" in result.output and "Traceback" not in result.output
