@@ -174,10 +174,14 @@ def _portable(record: SessionRecord) -> Any:
     writes it when that is not the canonical form (the parent decodes either only if asked:
     ``record_from_canonical``); or, what orjson cannot write exactly (an integer past 64 bits, a
     record with no canonical form), as its dict and canonical form, pickled."""
+    memo = record._memo
+    blob: bytes | None = memo.get("canonical")
+    if blob is not None and "text" in memo:  # ``decoded_from_canonical``, as a reader proved it: most records
+        return (record.session, blob, canonical_sha256(record))
     exact = decoded_from_canonical(record)  # checked before canonical() keeps a form of its own
     data = record_to_dict(record)
     try:
-        blob: bytes | None = canonical(record)
+        blob = canonical(record)
     except UnrepresentableError:
         blob = None
     if blob is not None:
