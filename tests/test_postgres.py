@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import ORIGINAL, run_minsky
@@ -597,3 +599,27 @@ def test_a_refusal_mid_copy_names_the_row_the_server_refused(postgres_url: str) 
         ours.close()
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("DROP INDEX IF EXISTS other_unique_task")
+
+
+_TEXT = st.text(alphabet=st.sampled_from("ab\\\t\n\r\x00é\u2028 N"), max_size=6)
+_CELL = st.none() | _TEXT | st.integers() | st.booleans()
+
+
+@settings(max_examples=400, deadline=None)
+@given(row=st.lists(_CELL, min_size=1, max_size=16).map(tuple))
+def test_the_generated_copy_line_is_the_loops_line(row: tuple[object, ...]) -> None:
+    """``schema._copy_liner``'s straight-line code gives what ``_copy_line_of``'s loop gives
+    (escapes, NULLs, NUL, a cell that is not text), byte for byte."""
+    from minsky_backend_postgres import schema
+
+    assert schema._copy_liner(len(row))(row) == schema._copy_line_of(row)
+
+
+def test_the_generated_copy_line_keeps_a_str_subclass_to_the_loop() -> None:
+    from minsky_backend_postgres import schema
+
+    class Text(str):
+        pass
+
+    row = ("a", Text("b"), None)
+    assert schema._copy_liner(3)(row) is None is schema._copy_line_of(row)
