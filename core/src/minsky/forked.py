@@ -225,15 +225,15 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_exactly(fd: int, size: int) -> bytes:
-    parts, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, PIPE_BYTES))
-        if not chunk:
-            return b""
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
+def _read_into(fd: int, view: memoryview) -> bool:
+    """Fill ``view`` from the pipe; False if it ended first."""
+    done, size = 0, len(view)
+    while done < size:
+        got = os.readv(fd, [view[done:]])
+        if not got:
+            return False
+        done += got
+    return True
 
 
 class _FromChild:
@@ -263,18 +263,22 @@ class _FromChild:
 
     def _receive(self) -> Generator[SessionRecord, None, None]:
         finished = False
+        head = bytearray(_HEAD.size)
+        buffer = bytearray()  # one for every message, grown as needed: read into, never joined nor sliced
         try:
             while True:
-                head = _read_exactly(self.fd, _HEAD.size)
-                body = _read_exactly(self.fd, _HEAD.unpack(head)[0]) if head else b""
-                if not body:
-                    finished = True
-                    raise StoreError(
-                        f"reading {self.location}: the process reading it ended before the end "
-                        f"({self._shut(patient=True)})",
-                        hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
-                    )
-                kind, payload = body[:1], pickle.loads(body[1:])  # noqa: S301 - from our own child, over a pipe
+                size = _HEAD.unpack(head)[0] if _read_into(self.fd, memoryview(head)) else 0
+                if size > len(buffer):
+                    buffer = bytearray(size)
+                with memoryview(buffer)[:size] as body:
+                    if not size or not _read_into(self.fd, body):
+                        finished = True
+                        raise StoreError(
+                            f"reading {self.location}: the process reading it ended before the end "
+                            f"({self._shut(patient=True)})",
+                            hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
+                        )
+                    kind, payload = body[:1].tobytes(), pickle.loads(body[1:])  # noqa: S301 - from our own child
                 if kind == _BATCH:
                     maker = self.maker
                     for item, made in payload:
