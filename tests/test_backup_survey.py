@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minsky.backup import NotAsSurveyed, open_backup, write_backup
+from minsky.backup import read as backup_read
 from minsky.codec import record_from_dict, record_to_dict
 from minsky.errors import MinskyError, StoreError
 from test_backup_lines import SETTINGS, edits, minsky_layout, plain, rests
@@ -228,3 +229,66 @@ def test_a_restore_the_read_finds_misnamed_starts_again_on_the_inspected_backup(
     assert result.exit_code == 0, result.output
     names = [s["session"] for s in json.loads(target.read_text())["sessions"]]
     assert "head" not in names and "real" in names and len(names) == 20
+
+
+# -- found by an adversary (helper-25) ------------------------------------------------------
+
+
+def test_a_backup_rewritten_in_place_after_its_survey_is_not_restored(
+    minsky: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_in: str
+) -> None:
+    """Rewritten (same size) into a consistent backup whose one record spans two lines: the read
+    starts the restore again, and the inspection must refuse the new bytes, not restore them."""
+    path = _backup_of(tmp_path, [{"session": f"s{i}", "n": i} for i in range(6)])
+    original = path.read_bytes()
+    other_path = _backup_of(tmp_path / "other", [{"session": "XX" if i == 3 else f"s{i}", "n": i} for i in range(6)])
+    other = other_path.read_bytes()
+    created = json.loads(original)["minskyBackup"]["createdAt"].encode()
+    other = other.replace(json.loads(other)["minskyBackup"]["createdAt"].encode(), created)
+    other = other.replace(b'{"session": "XX", "n": 3}', b'{"session": "XX",\n"n": 3}')
+    assert len(other) == len(original)
+    real_read = backup_read.Backup.read
+
+    def read(self: backup_read.Backup) -> Any:
+        with open(self.path, "r+b") as handle:  # a writer, after the survey, before the read
+            handle.write(other)
+        return real_read(self)
+
+    monkeypatch.setattr(backup_read.Backup, "read", read)
+    target = tmp_path / "out.json"
+    result = minsky("sessiondb", "restore", "--backup", str(path), "--to", "json", "--json-path", str(target))
+    assert result.exit_code == 4, result.output
+    assert "changed while it was being read" in result.output
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("depth", [2000, 5000])
+def test_a_deeply_nested_record_is_refused_in_a_forked_read_as_in_process(
+    minsky: Any, tmp_path: Path, read_in: str, depth: int
+) -> None:
+    lines = [b'  {"session": "s%d", "n": %d}' % (i, i) for i in range(6)]
+    lines[2] = b'  {"session": "s2", "v": ' + b"[" * depth + b"]" * depth + b"}"
+    path = tmp_path / "store.json"
+    path.write_bytes(b'{"sessions": [\n' + b",\n".join(lines) + b'\n],\n"baseDir": "/b"}\n')
+    target = tmp_path / "out.db"
+    result = minsky("sessiondb", "restore", "--backup", str(path), "--to", "sqlite", "--sqlite-path", str(target))
+    assert result.exit_code == 4, result.output
+    assert "nested too deeply" in result.output and "Traceback" not in result.output
+    assert not target.exists() or sqlite3.connect(target).execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("backend", "flag", "where"),
+    [
+        ("postgres", "--connection-string", "postgresql://postgres@127.0.0.1:5999/x?connect_timeout=2"),
+        ("sqlite", "--sqlite-path", "/proc/nonexistent/out.db"),
+    ],
+)
+def test_a_damaged_backup_is_said_first_when_the_target_cannot_be_opened(
+    minsky: Any, tmp_path: Path, backend: str, flag: str, where: str
+) -> None:
+    path = _backup_of(tmp_path, [{"session": f"s{i}", "n": i} for i in range(6)])
+    path.write_bytes(path.read_bytes().replace(b'"n": 3', b'"n": 4', 1))  # the count kept, not the digest
+    result = minsky("sessiondb", "restore", "--backup", str(path), "--to", backend, flag, where)
+    assert result.exit_code == 6, result.output
+    assert "is damaged" in result.output and "Traceback" not in result.output

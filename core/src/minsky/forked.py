@@ -104,8 +104,6 @@ def read_in_child(
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent too, which ends us
             for signum in (signal.SIGTERM, signal.SIGHUP):  # unwound: the source closed, a query cancelled
                 signal.signal(signum, _stop)
-            # Pickling a record nests deeper than decoding it did: as deep as the reader accepts.
-            sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
             _serve(reader, send, maker, store.location)
             status = 0
         finally:
@@ -210,7 +208,15 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 def _send(fd: int, kind: bytes, payload: Any) -> None:
-    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    # Pickling a record nests deeper than decoding it did: as deep as the reader accepts. Raised
+    # for the pickling only: the child decodes within the limit this process reads with, so what
+    # it reads or refuses is what a read in this process would (a record 2,000 deep included).
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
+    try:
+        body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        sys.setrecursionlimit(limit)
     head = _HEAD.pack(len(body) + 1) + kind
     sent = os.writev(fd, [head, body])  # no copy of the batch to put the head before it
     if sent < len(head):

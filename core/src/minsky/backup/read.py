@@ -38,7 +38,7 @@ from minsky.codec import (
     record_from_dict,
     with_sha256,
 )
-from minsky.errors import ConflictError, StoreError, VerificationError
+from minsky.errors import ConflictError, MinskyError, StoreError, VerificationError
 from minsky.model import SessionRecord
 from minsky.names import NameHashes
 from minsky.values import loads
@@ -179,11 +179,21 @@ class Backup:
         self.close()
 
     def prove(self) -> None:
-        """Inspect a surveyed backup in full, as if it had been opened without a survey."""
-        if not self.proven:
-            self.layout, self.digest, self.repeated = Layout(), StoreDigest(), {}
-            self.named, self.sha256, self.proven = True, "", True
+        """Inspect a surveyed backup in full, as if it had been opened without a survey: the bytes
+        the survey read, or the "changed" error (what is restored is what was opened)."""
+        if self.proven:
+            return
+        surveyed = self.sha256
+        self.layout, self.digest, self.repeated = Layout(), StoreDigest(), {}
+        self.named, self.sha256, self.proven = True, "", True
+        try:
             self._inspect()
+        except MinskyError:
+            if self._sha256_now() != surveyed:  # refused for bytes it was not opened with
+                raise self._changed() from None
+            raise
+        if self.sha256 != surveyed:
+            raise self._changed()
 
     def adopt_digest(self, count: int, hexdigest: str) -> None:
         """The digest a surveyed backup's read found in another process (a migration's forked
@@ -192,6 +202,18 @@ class Backup:
             self.digest = StoreDigest(count=count, total=int(hexdigest, 16))
 
     # -- passes --------------------------------------------------------------------
+
+    def _changed(self) -> StoreError:
+        return StoreError(f"backup {shown(self.path)} changed while it was being read; nothing was restored from it")
+
+    def _sha256_now(self) -> str:
+        raw = HashingBytes(self.fd, self.size)
+        try:
+            while raw.read(1 << 20):
+                pass
+        except OSError:
+            return ""
+        return raw.sha256.hexdigest() if raw.offset == self.size and not raw.grew() else ""
 
     def _survey(self) -> None:
         """The names at the head of each line (one pass, nothing decoded): count, layout and
@@ -266,7 +288,7 @@ class Backup:
         raw = HashingBytes(self.fd, self.size)
         buffered = io.BufferedReader(raw, 1 << 20)
         where = f"backup {shown(self.path)}"
-        changed = StoreError(f"{where} changed while it was being read; nothing was restored from it")
+        changed = self._changed()
         try:
             if self.lines:
                 yield from self._lines(buffered, layout, names=names, named_items=named_items)

@@ -15,7 +15,7 @@ from minsky.cli.output import echo, emit_json, printable
 from minsky.cli.report import finish, note_backup, progress_line, reporting_stops
 from minsky.cli.store_flags import flags_from, open_flagged, open_pair, split_flags, target_options
 from minsky.duplicates import POLICIES, DuplicateError, OnDuplicate
-from minsky.errors import ConflictError, StoreError, UsageError
+from minsky.errors import ConflictError, MinskyError, StoreError, UsageError
 from minsky.migrate import Endpoint, Report, migrate
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -183,6 +183,13 @@ def restore(
                     progress=progress_line(not as_json, source),
                 )
 
+        def inspect_in_full() -> None:
+            assert isinstance(source, Backup)
+            source.prove()
+            source.check()
+            if on_duplicate == "fail":
+                source.refuse_repeated()
+
         try:
             report = restore_once()
         except (NotAsSurveyed, ConflictError) as exc:
@@ -191,11 +198,14 @@ def restore(
             # (Repeated names the survey saw made it inspect at once.)
             if not isinstance(source, Backup) or source.proven or isinstance(exc, DuplicateError):
                 raise
-            source.prove()
-            source.check()
-            if on_duplicate == "fail":
-                source.refuse_repeated()
+            inspect_in_full()
             report = restore_once()
+        except MinskyError:
+            # Stopped before its read checked the backup (a target that cannot be opened): a
+            # damaged, changed or repeating backup is still said first, as the inspection said it.
+            if isinstance(source, Backup) and not source.proven:
+                inspect_in_full()
+            raise
         if isinstance(source, Backup):
             source.adopt_digest(report.read, report.source_digest)
     finally:

@@ -78,6 +78,7 @@ class SqliteStore:
             raise StoreError(f"{self.path} is not an SQLite database (left untouched)")
 
     def _connect(self, path: Path, *, readonly: bool) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
         try:
             if readonly:
                 conn = sqlite3.connect(
@@ -106,7 +107,8 @@ class SqliteStore:
         except OSError as exc:
             raise StoreError(f"cannot open {path}: {exc.strerror}") from None
         except StoreError:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise
 
     def _error(self, exc: BaseException) -> StoreError:
