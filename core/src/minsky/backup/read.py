@@ -113,7 +113,8 @@ class Backup:
     def keys(self) -> Iterator[str]:
         # The inspection checked every entry is an object with a name (``canonical_of_dict``),
         # and this pass reads the bytes it read: the names ``read`` would give, without the records;
-        # read from the head of each line when the inspection found every name there.
+        # read from the head of each line when the inspection found every name there (surveyed:
+        # where the survey found one on every line, and the read checks each against its record).
         if self.lines and self.named:
             return self._pass(Layout(), names=True)
         return (item["session"] for item in self._pass(Layout()))
