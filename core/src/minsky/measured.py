@@ -6,35 +6,35 @@ benchmark, the code and the day. Nothing here is a target: targets live in bench
 
 from __future__ import annotations
 
-# benchmarks/migrate.py --n 100000 on minsky 3c941d4 (2026-12-06, 03:08 UTC), 2 vCPUs (AMD EPYC),
-# quiet (load average 0.5-1.4; a migration of 5,000+ records reads its source in a second
+# benchmarks/migrate.py --n 100000 on minsky e097f34 (2026-12-06, 04:53 UTC), 2 vCPUs (AMD EPYC),
+# quiet (load average 1.1-1.5; a migration of 5,000+ records reads its source in a second
 # process): records per second of a plain migration, and what --verify and --backup added to it
 # (a fraction of the plain time) in the same run. A busy machine is slower: at load 8-19 the
 # same benchmark on older code measured a third to a half of these rates.
 MEASURED_ON = "2026-12-06"
 MIGRATION_RATE: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 23_945,
-    ("sqlite", "postgres"): 23_958,
-    ("postgres", "json"): 27_764,
-    ("json", "postgres"): 22_128,
-    ("sqlite", "json"): 44_016,
-    ("postgres", "sqlite"): 23_993,
+    ("json", "sqlite"): 19_326,
+    ("sqlite", "postgres"): 24_440,
+    ("postgres", "json"): 27_015,
+    ("json", "postgres"): 20_370,
+    ("sqlite", "json"): 39_904,
+    ("postgres", "sqlite"): 21_839,
 }
 VERIFY_ADDS: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 0.32,
-    ("sqlite", "postgres"): 1.61,
-    ("postgres", "json"): 1.66,
-    ("json", "postgres"): 0.54,
+    ("json", "sqlite"): 0.17,
+    ("sqlite", "postgres"): 1.68,
+    ("postgres", "json"): 1.73,
+    ("json", "postgres"): 0.65,
     ("sqlite", "json"): 2.43,
-    ("postgres", "sqlite"): 1.54,
+    ("postgres", "sqlite"): 1.95,
 }
 BACKUP_ADDS: dict[tuple[str, str], float] = {
-    ("json", "sqlite"): 0.57,
-    ("sqlite", "postgres"): 0.76,
-    ("postgres", "json"): 0.72,
-    ("json", "postgres"): 0.91,
-    ("sqlite", "json"): 0.96,
-    ("postgres", "sqlite"): 0.81,
+    ("json", "sqlite"): 0.37,
+    ("sqlite", "postgres"): 0.64,
+    ("postgres", "json"): 1.01,
+    ("json", "postgres"): 0.67,
+    ("sqlite", "json"): 1.03,
+    ("postgres", "sqlite"): 1.25,
 }
 
 # benchmarks/commands.py --runs 3 on minsky 02b0da1 (2026-11-28, 14:32 UTC, quiet): best-of-3
