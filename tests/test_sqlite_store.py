@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -363,3 +364,32 @@ def test_skip_writes_what_is_absent_and_names_what_was_present_before_each_batch
         logged = [name for (name,) in conn.execute("SELECT name FROM log ORDER BY rowid")]
         conn.close()
         assert logged == ["new-1", "new-2", "new-3", "new-4", "new-5", "new-6", "new-7"]
+
+
+def test_cleaning_up_a_failed_build_never_hides_why_it_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new database is built aside; when that fails on a read-only filesystem, removing the
+    temp files fails too (EROFS): the error said must be the build's, not the cleanup's."""
+    import contextlib
+    import errno
+
+    from minsky.errors import StoreError
+    from minsky_backend_sqlite.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "new.db")
+
+    @contextlib.contextmanager
+    def refused(*args: object, **kwargs: object) -> Any:
+        raise StoreError("cannot open the temp database: Read-only file system")
+        yield
+
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if ".minsky-tmp-" in self.name:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(SqliteStore, "_writer", refused)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(StoreError, match="Read-only file system"), store.bulk_writer("fail"):
+        pass

@@ -129,10 +129,11 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) FROM {m}").format(m=MIGRATIONS)).fetchone()
     version = int(row[0]) if row else 0
     refuse_newer(version)
-    if version >= SCHEMA_VERSION:
+    existing = table_of(conn)  # a foreign table (no session column, a jsonb record) is refused before any change
+    if version >= SCHEMA_VERSION and existing is not None:
         return
-    table_of(conn)  # a foreign table (no session column, a jsonb record) is refused before any change
-    for statement in (V1 if version < 1 else []) + V2:
+    # (A sessions table dropped by hand while the version table stayed is created again.)
+    for statement in (V1 if version < 1 or existing is None else []) + V2:
         conn.execute(statement)
     table = table_of(conn)
     assert table is not None
@@ -274,6 +275,19 @@ def _copy_line_of(row: tuple[Any, ...]) -> bytes | None:
 
 def as_mapping(table: original.Table, row: Any) -> dict[str, Any]:
     return dict(zip(table.names, row, strict=True))
+
+
+def settle_encoding(conn: psycopg.Connection[Any]) -> None:
+    """Text crosses as UTF-8 to a UTF-8 or SQL_ASCII database (which stores the bytes as sent:
+    every character comes back; left to SQL_ASCII, psycopg hands back bytes), and in the
+    database's own encoding to any other, encoded and decoded here by Python's codec — never
+    converted by the server, whose tables are not all round trips (EUC_JP turns U+00A6 into
+    U+FFE4). A character the encoding lacks is then refused here, by name (``_tx``)."""
+    server = conn.info.parameter_status("server_encoding")
+    want = "UTF8" if server in (None, "UTF8", "SQL_ASCII") else server
+    if conn.info.parameter_status("client_encoding") != want:
+        conn.execute(sql.SQL("SET client_encoding TO {}").format(sql.Literal(want)))
+        conn.commit()
 
 
 def moved_mark(conn: psycopg.Connection[Any], where: str) -> MovedMark | None:

@@ -52,10 +52,6 @@ class PostgresStore:
         remember_secret(str(self.params.get("password") or ""))
         self.params.setdefault("connect_timeout", connect_timeout)
         self.params.setdefault("application_name", "minsky")
-        # Text crosses as UTF-8 whatever the database's encoding: under LATIN1 psycopg would
-        # encode on the client (an internal error for a character LATIN1 lacks, where the server
-        # names the row it cannot store), and under SQL_ASCII it hands back bytes, not text.
-        self.params["client_encoding"] = "UTF8"
         self._conn: psycopg.Connection[Any] | None = None
         self._schema_ready = False
 
@@ -69,6 +65,7 @@ class PostgresStore:
         if self._conn is None or self._conn.closed:
             try:
                 conn = psycopg.connect(**self.params)
+                schema.settle_encoding(conn)
                 for name in schema.TEXT_TYPES:  # no read depends on decoding a typed column
                     conn.adapters.register_loader(name, TextLoader)
                 conn.execute("SET TIME ZONE 'UTC'")  # timestamps as text in UTC, as the original read them
@@ -90,6 +87,14 @@ class PostgresStore:
             if conn.broken:
                 self._conn = None
             raise translate(exc, self.params, doing) from None
+        except UnicodeEncodeError as exc:  # encoded here, in the database's own encoding
+            shown = exc.object if len(exc.object) <= 60 else exc.object[:60] + "…"
+            encoding = conn.info.parameter_status("server_encoding")
+            raise StoreError(
+                f"PostgreSQL {self.location}: {exc.object[exc.start]!r} in {shown!r} has no equivalent in the "
+                f"database's encoding {encoding}, so nothing was written while {doing}",
+                hint="minsky keeps every character exactly: use a database created with ENCODING 'UTF8'",
+            ) from None
 
     def _table(self, conn: psycopg.Connection[Any]) -> original.Table | None:
         try:
@@ -160,6 +165,7 @@ class PostgresStore:
         the original's, which take ROW EXCLUSIVE) wait; readers, this store's included, go on."""
         try:
             conn = psycopg.connect(**self.params)
+            schema.settle_encoding(conn)
         except psycopg.Error as exc:
             raise translate(exc, self.params, "connecting") from None
         try:

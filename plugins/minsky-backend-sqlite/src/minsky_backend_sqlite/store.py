@@ -479,7 +479,9 @@ class SqliteStore:
             fsync_dir(self.path.parent)
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{temp}{suffix}").unlink(missing_ok=True)
+                # Cleaning up never hides why the build failed (a read-only directory refuses this too).
+                with contextlib.suppress(OSError):
+                    Path(f"{temp}{suffix}").unlink(missing_ok=True)
 
     def _merge_built(self, temp: Path, on_conflict: OnConflict) -> Sequence[str]:
         """Copy a database built aside into the one that appeared at our path, in one transaction."""
