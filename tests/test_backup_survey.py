@@ -292,3 +292,28 @@ def test_a_damaged_backup_is_said_first_when_the_target_cannot_be_opened(
     result = minsky("sessiondb", "restore", "--backup", str(path), "--to", backend, flag, where)
     assert result.exit_code == 6, result.output
     assert "is damaged" in result.output and "Traceback" not in result.output
+
+
+def test_a_backup_of_a_sql_store_is_surveyed_too(minsky: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SQL store keeps records in sorted key order, so "session" is not the first key of their
+    lines in its backup: the survey finds it after the keys that sort before it."""
+    source = tmp_path / "in.json"
+    nested = {"session": "not the name", "x": 1}  # a nested "session" key after the record's own
+    sessions = [
+        {"session": f"s{i}", "repoName": "r", "createdAt": "2025-01-01T00:00:00.000Z", "z": nested} for i in range(8)
+    ]
+    source.write_text(json.dumps({"sessions": sessions}))
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "json")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(source))
+    result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "s.db"))
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(tmp_path / "s.db"))
+    result = minsky("sessiondb", "export", "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    (backup,) = (tmp_path / "out").glob("session-backup-*.json")
+    assert b'{"createdAt": ' in backup.read_bytes()  # sorted: "session" is not first
+    with open_backup(backup, survey=True) as opened:
+        assert not opened.proven
+    restored = same_either_way(backup)
+    assert restored[1] == [f"s{i}" for i in range(8)]

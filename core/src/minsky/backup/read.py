@@ -44,10 +44,13 @@ from minsky.names import NameHashes
 from minsky.values import loads
 
 DUPLICATE_EXAMPLES = 10
-# A record's name at the head of its line, as ``write_backup`` puts it. Trusted by the names pass
-# only when the inspection found, on every line, exactly the name the whole record decodes to
-# (a name with an escape, or a second "session" key, makes the names pass decode every record).
-_NAME = re.compile(rb'\{"session": "([^"\\]*)"')
+# A record's name in its line, as ``write_backup`` puts it: the first "session" key with a string
+# value (first in a JSON store's order, after the keys that sort before it in a SQL store's).
+# Trusted by the names pass only when the inspection found, on every line, exactly the name the
+# whole record decodes to, or the read checks it (surveyed); a name with an escape, a nested or a
+# second "session" key makes the names pass decode every record. (A JSON string holds no bare
+# quote, so these bytes are always a key and its value, never text inside a string.)
+_NAME = re.compile(rb'"session": "([^"\\]*)"')
 
 
 class NotAsSurveyed(StoreError):
@@ -322,7 +325,7 @@ class Backup:
         inspecting = not self.sha256
         for piece in jsonlines.pieces(handle, found):
             if names:
-                match = _NAME.match(piece)
+                match = _NAME.search(piece)
                 if match is None:  # the inspection found one on every line: not the bytes it read
                     raise jsonlines.NotLines("a record whose name is not where the inspection found it")
                 yield match.group(1).decode("utf-8", "surrogateescape")
@@ -332,11 +335,11 @@ class Backup:
             except ValueError:  # not one whole value: not laid out in lines, or damaged
                 raise jsonlines.NotLines("an entry that does not decode on its own") from None
             if named_items:
-                match = _NAME.match(piece)
+                match = _NAME.search(piece)
                 yield (None if match is None else match.group(1).decode("utf-8", "surrogateescape")), item
                 continue
             if inspecting and self.named:
-                match = _NAME.match(piece)
+                match = _NAME.search(piece)
                 if (
                     match is None
                     or not isinstance(item, dict)
