@@ -42,7 +42,25 @@ READS = ["this process", "a forked child"]
 
 
 @pytest.fixture
-def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def core_writes_only() -> Iterator[None]:
+    """No plugin but core on the write hook, as on an install with no plugin: the audit example,
+    installed beside the tests, wraps it (and a wrapped write gets records in their key order)."""
+    from minsky.plugins import registry
+
+    manager = registry().manager
+    others = [(impl.plugin_name, impl.plugin) for impl in manager.hook.write.get_hookimpls()]
+    others = [(name, plugin) for name, plugin in others if name != "minsky.builtin"]
+    for _, plugin in others:
+        manager.unregister(plugin)
+    try:
+        yield
+    finally:
+        for name, plugin in others:
+            manager.register(plugin, name=name)
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch, core_writes_only: None) -> list[int]:
     """Every source read in a forked child, however small; the list counts the forks."""
     monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "0")
     calls: list[int] = []
@@ -471,6 +489,62 @@ def _json_source(tmp_path: Path, dicts: list[dict[str, Any]]) -> Endpoint:
     path = tmp_path / "source.json"  # a JSON store may repeat a name (the original's did)
     path.write_text(json.dumps({"sessions": dicts}), "utf-8")
     return Endpoint("json", JsonStore(path))
+
+
+ORDERED = [  # keys in no sorted order, at the top and nested: what a JSON store's writer chose
+    {"session": "b", "repoName": "r", "pullRequest": {"url": "u", "number": 1, "base": "m"}, "zeta": 1, "alpha": 2},
+    {
+        "session": "a",
+        "repoName": "r",
+        "github": {"repo": "x", "owner": "o"},
+        "prState": {"z": 1, "a": [{"y": 1, "b": 2}]},
+    },
+    {"session": "b", "repoName": "s", "pullRequest": {"url": "v", "extra": {"y": 1, "b": [{"z": 0, "c": 1}]}}, "o": 0},
+]
+
+
+@pytest.mark.parametrize("repeated", [True, False])
+def test_a_json_store_s_key_order_reaches_a_sql_target_the_same_from_a_forked_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int], repeated: bool
+) -> None:
+    # A record whose row the child made crosses as its canonical form alone; one whose row the
+    # parent makes (a renamed copy) or whose dict a write hook sees must still have its own order.
+    from minsky.hookspecs import hookimpl
+    from minsky.plugins import registry
+
+    seen: dict[str, list[list[str]]] = {}
+
+    class Watching:
+        @hookimpl(wrapper=True)
+        def write(self, store: Any, batch: Any) -> Any:
+            seen.setdefault(where, []).extend(list(record_to_dict(r)) for r in batch.records or ())
+            return (yield)
+
+    source = _json_source(
+        tmp_path,
+        (ORDERED if repeated else ORDERED[:2]) + [{"session": f"f{i}", "k": {"b": i, "a": i}} for i in range(4)],
+    )
+    rows = {}
+    manager = registry().manager
+    for where in READS:
+        read_in(where, monkeypatch)
+        for watched in (False, True):
+            plugin = Watching()
+            if watched:
+                manager.register(plugin, name="watching-test")
+            try:
+                target = tmp_path / f"{where.split()[-1]}-{watched}.db"
+                assert migrate(source, Endpoint("sqlite", SqliteStore(target)), on_duplicate="rename").ok
+            finally:
+                if watched:
+                    manager.unregister(plugin)
+            rows[where, watched] = _sqlite_rows(target)
+    assert forks, "no read went through a forked child"
+    assert rows[READS[1], False] == rows[READS[0], False] == rows[READS[0], True] == rows[READS[1], True]
+    cells = {row[0]: row for row in rows[READS[1], False]}
+    if repeated:
+        assert '"extra":{"y":1,"b":[{"z":0,"c":1}]}' in cells["b~2"][12], "a renamed copy's cells lost its key order"
+    assert seen[READS[1]] == seen[READS[0]] and ["session", "repoName", "github", "prState"] in seen[READS[1]]
 
 
 @pytest.mark.postgres

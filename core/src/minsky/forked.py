@@ -73,11 +73,25 @@ def wanted(store: ReadableStore, records: int) -> bool:
     return all(impl.plugin_name == "minsky.builtin" for impl in impls)
 
 
+def key_order_needed(renames: bool) -> bool:
+    """Whether the parent may look at a record's dict (its key order included) although the
+    writer was handed its row ready-made: when it may rename or skip a copy of a repeated name
+    (``renames``: it then makes that copy's row itself), or a plugin's write hook sees the
+    records. A writer given rows stores the canonical form, whose order is sorted anyway."""
+    impls = hooks.relay().write.get_hookimpls()
+    return renames or not all(impl.plugin_name == "minsky.builtin" for impl in impls)
+
+
 def read_in_child(
-    store: ForkableStore, maker: Callable[[SessionRecord], object] | None
+    store: ForkableStore, maker: Callable[[SessionRecord], object] | None, *, key_order: bool = True
 ) -> Iterator[SessionRecord] | None:
     """``hooks.read(store)``, read by a child forked now; the records come back in order, each with
     what ``maker`` (the target writer's ``row_maker``) made of it there (``codec.premade``).
+
+    ``key_order=False``: nothing here will look at a record whose row was made there but through
+    its canonical form (``key_order_needed``), so such a record crosses as that form alone, not
+    with its dict in its own key order as well (a JSON store's records: that second encoding and
+    its bytes were a fifth of the child's work, JSON -> PostgreSQL).
 
     Whatever the child's read raises is raised here, after the records read before it. The
     child stops (and closes its source) when this iterator is closed, and ends when the parent
@@ -104,7 +118,7 @@ def read_in_child(
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent too, which ends us
             for signum in (signal.SIGTERM, signal.SIGHUP):  # unwound: the source closed, a query cancelled
                 signal.signal(signum, _stop)
-            _serve(reader, send, maker, store.location)
+            _serve(reader, send, maker, store.location, key_order)
             status = 0
         finally:
             os._exit(status)  # no atexit handlers, no finalizers of the parent's objects
@@ -123,12 +137,14 @@ def _stop(signum: int, _frame: object) -> None:
     raise _Stopped(signum)
 
 
-def _serve(store: ReadableStore, fd: int, maker: Callable[[SessionRecord], object] | None, location: str) -> None:
+def _serve(
+    store: ReadableStore, fd: int, maker: Callable[[SessionRecord], object] | None, location: str, key_order: bool
+) -> None:
     """The child's work; the source is closed however it ends (an exception raised while telling
     the parent must not leave it open: ``os._exit`` runs no finalizer)."""
     records = hooks.read(store)
     try:
-        _stream(records, fd, maker, location)
+        _stream(records, fd, maker, location, key_order)
     finally:
         close = getattr(records, "close", None)
         if callable(close):
@@ -137,7 +153,11 @@ def _serve(store: ReadableStore, fd: int, maker: Callable[[SessionRecord], objec
 
 
 def _stream(
-    records: Iterator[SessionRecord], fd: int, maker: Callable[[SessionRecord], object] | None, location: str
+    records: Iterator[SessionRecord],
+    fd: int,
+    maker: Callable[[SessionRecord], object] | None,
+    location: str,
+    key_order: bool,
 ) -> None:
     """Each record as the bytes the parent rebuilds it from, and its row, in batches."""
     batch: list[Any] = []
@@ -149,7 +169,7 @@ def _stream(
                     made = maker(record)
                 except Exception:  # the writer makes it again, and fails there as it would have
                     made = None
-            batch.append((_portable(record), made))
+            batch.append((_portable(record, key_order or made is None), made))
             if len(batch) >= BATCH:
                 _send(fd, _BATCH, batch)
                 batch = []
@@ -167,11 +187,11 @@ def _stream(
         _send(fd, _ERROR, (_picklable(exc), traceback.format_exc()))
 
 
-def _portable(record: SessionRecord) -> Any:
-    """A record as its name, canonical form and that form's SHA-256, plus its dict as orjson
-    writes it when that is not the canonical form (the parent decodes either only if asked:
-    ``record_from_canonical``); or, what orjson cannot write exactly (an integer past 64 bits, a
-    record with no canonical form), as its dict and canonical form, pickled."""
+def _portable(record: SessionRecord, key_order: bool = True) -> Any:
+    """A record as its name, canonical form and that form's SHA-256, plus (``key_order``) its dict
+    as orjson writes it when that is not the canonical form (the parent decodes either only if
+    asked: ``record_from_canonical``); or, what orjson cannot write exactly (an integer past 64
+    bits, a record with no canonical form), as its dict and canonical form, pickled."""
     memo = record._memo
     blob: bytes | None = memo.get("canonical")
     if blob is not None and "text" in memo:  # ``decoded_from_canonical``, as a reader proved it: most records
@@ -184,7 +204,7 @@ def _portable(record: SessionRecord) -> Any:
         blob = None
     if blob is not None:
         sha256 = canonical_sha256(record)  # hashed here, on this core (or by the reader)
-        if exact:
+        if exact or not key_order:
             return (record.session, blob, sha256)
         try:
             # The canonical form has passed the strict check: what orjson writes of the same

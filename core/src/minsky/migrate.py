@@ -260,7 +260,7 @@ def migrate(
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)
 
-    feed = _Source(source.store, scan.seen.hashed())
+    feed = _Source(source.store, scan.seen.hashed(), repeats=bool(scan.copies))
     stream = admitted(feed)
     try:
         if dry_run:
@@ -302,8 +302,8 @@ class _Source:
     """The source's records, read once the target's writer is open: read by a forked child when
     that pays (``minsky.forked``), which then makes the writer's rows as well (``row_maker``)."""
 
-    def __init__(self, store: ReadableStore, count: int) -> None:
-        self.store, self.count = store, count
+    def __init__(self, store: ReadableStore, count: int, *, repeats: bool = False) -> None:
+        self.store, self.count, self.repeats = store, count, repeats  # repeats: the source repeats a name
         self.writer: BulkWriter | None = None
         self.records: Iterator[SessionRecord] | None = None
 
@@ -314,7 +314,8 @@ class _Source:
         if forked.wanted(self.store, self.count):
             assert isinstance(self.store, ForkableStore)
             maker = self.writer.row_maker() if isinstance(self.writer, RowMakingWriter) else None
-            self.records = forked.read_in_child(self.store, maker)  # the pipe is the read-ahead
+            key_order = maker is None or forked.key_order_needed(self.repeats)
+            self.records = forked.read_in_child(self.store, maker, key_order=key_order)  # the pipe is the read-ahead
             if self.records is not None:
                 return self.records
         self.records = prefetched(hooks.read(self.store), READ_AHEAD_BATCH, depth=READ_AHEAD_DEPTH)
