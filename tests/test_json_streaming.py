@@ -282,3 +282,54 @@ def representable_text(value: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def _names(items: list[Any]) -> list[Any]:
+    return [typed(e.get("session")) if isinstance(e, dict) else ("not a record", typed(e)) for e in items]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(entries=st.lists(st.one_of(records, values), min_size=1, max_size=5), rest=rests)
+def test_the_names_pass_finds_every_name_the_full_read_does(
+    entries: list[Any], rest: dict[str, Any], tmp_path: Path
+) -> None:
+    # keys() and count() decode with orjson alone ("-0", 19 digits, NaN around the name included)
+    path = tmp_path / "store.json"
+    for name, data in layouts(entries, rest).items():
+        path.write_bytes(data)
+        full = list(JsonStore(path)._entries(strict=False))
+        assert _names(list(JsonStore(path)._entries(strict=False, decode=lines.loads_for_names))) == _names(full), name
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD))
+def test_keys_and_count_of_an_awkward_document_agree_with_its_read(name: str, tmp_path: Path) -> None:
+    path = tmp_path / "store.json"
+    path.write_bytes(AWKWARD[name])
+    store = JsonStore(path)
+
+    def outcome(read: Any) -> Any:
+        try:
+            return read()
+        except StoreError as exc:
+            return ("error", str(exc))
+
+    assert outcome(lambda: list(store.keys())) == outcome(lambda: [r.session for r in store.read()]), name
+    assert outcome(store.count) == outcome(lambda: sum(1 for _ in store.read())), name
+
+
+@pytest.mark.parametrize(
+    "piece",
+    [
+        b'{"session": "a", "n": -0, "big": 123456789012345678901234, "f": 1e400}',
+        b'{"session": "\\ud800x", "v": 1}',
+        b'{"session": "n", "x": NaN}',
+        b'{"session": "first", "x": -0, "session": "second"}',
+        b'{"session": "caf\\u00e9 \\"q\\" \\\\", "n": 10000000000000000000}',
+        b'{"sess\\u0069on": "escaped key", "n": -0}',
+        b'{"session": "\xc3\xbc\xe2\x9c\x93\xf0\x9f\x9a\x80", "deep": [[[[-0]]]]}',
+    ],
+)
+def test_a_name_decodes_alike_however_the_names_pass_decodes_it(piece: bytes) -> None:
+    assert typed(lines.loads_for_names(piece)["session"]) == typed(lines.loads(piece)["session"])

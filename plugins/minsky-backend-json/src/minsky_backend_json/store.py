@@ -88,7 +88,7 @@ class JsonStore:
             raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
         return parse_document(data, self.path, strict=strict)
 
-    def _entries(self, *, strict: bool = True) -> Iterator[Any]:
+    def _entries(self, *, strict: bool = True, decode: Callable[[bytes], Any] = loads) -> Iterator[Any]:
         """The store's entries one at a time, in flat memory when the file is laid out in lines
         (``lines``: every layout a writer of this format produces); else the document is read
         whole, as before. One open file throughout: a writer replacing it meanwhile is not seen."""
@@ -102,7 +102,7 @@ class JsonStore:
         with handle:
             done = 0
             try:
-                for item in lines.entries_of(handle):
+                for item in lines.entries_of(handle, decode=decode):
                     if strict:
                         _require_name(item, done, self.path)
                     yield item
@@ -144,11 +144,11 @@ class JsonStore:
             yield canonical_of_dict(item, where=f"{self.path}: sessions[{index}]: ")
 
     def count(self) -> int:
-        return sum(1 for _ in self._entries())
+        return sum(1 for _ in self._entries(decode=lines.loads_for_names))
 
     def keys(self) -> Iterator[str]:
         # A strict read has checked that every entry has a name: no records need building.
-        return (item["session"] for item in self._entries())
+        return (item["session"] for item in self._entries(decode=lines.loads_for_names))
 
     def get(self, name: str) -> SessionRecord | None:
         # Stops at the first match: the rest of the file is not read.
