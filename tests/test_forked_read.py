@@ -547,6 +547,18 @@ def test_a_json_store_s_key_order_reaches_a_sql_target_the_same_from_a_forked_re
     assert seen[READS[1]] == seen[READS[0]] and ["session", "repoName", "github", "prState"] in seen[READS[1]]
 
 
+def test_a_record_orjson_cannot_read_exactly_crosses_with_its_values(tmp_path: Path, core_writes_only: None) -> None:
+    # Crossing as its canonical form alone, an integer past 64 bits would come back a float
+    # the moment the parent decoded it (found by helper-28): such a record crosses as its dict.
+    path = tmp_path / "big.json"
+    big = 123456789012345678901234567890
+    path.write_text('{"sessions": [\n{"session": "x", "n": ' + str(big) + ', "pullRequest": {"z": 1, "a": 2}}\n]}\n')
+    records = forked.read_in_child(JsonStore(path), lambda record: ("a row",), key_order=False)
+    assert records is not None
+    (record,) = list(records)
+    assert record_to_dict(record)["n"] == big and type(record_to_dict(record)["n"]) is int
+
+
 @pytest.mark.postgres
 def test_renamed_copies_keep_their_place_in_a_forked_read(
     tmp_path: Path, fresh_db: Callable[..., str], monkeypatch: pytest.MonkeyPatch

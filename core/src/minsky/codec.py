@@ -23,6 +23,7 @@ from minsky.values import UnrepresentableError as UnrepresentableError
 from minsky.values import as_found_bytes as as_found_bytes
 from minsky.values import canonical_object as canonical_object
 from minsky.values import loads as loads
+from minsky.values import orjson_exact as orjson_exact
 from minsky.values import strict_bytes
 
 

@@ -34,6 +34,7 @@ from minsky.codec import (
     canonical,
     canonical_sha256,
     decoded_from_canonical,
+    orjson_exact,
     record_from_canonical,
     record_from_dict,
     record_to_dict,
@@ -190,8 +191,8 @@ def _stream(
 def _portable(record: SessionRecord, key_order: bool = True) -> Any:
     """A record as its name, canonical form and that form's SHA-256, plus (``key_order``) its dict
     as orjson writes it when that is not the canonical form (the parent decodes either only if
-    asked: ``record_from_canonical``); or, what orjson cannot write exactly (an integer past 64
-    bits, a record with no canonical form), as its dict and canonical form, pickled."""
+    asked: ``record_from_canonical``); or, what orjson cannot write or read exactly (an integer
+    past 64 bits, a record with no canonical form), as its dict and canonical form, pickled."""
     memo = record._memo
     blob: bytes | None = memo.get("canonical")
     if blob is not None and "text" in memo:  # ``decoded_from_canonical``, as a reader proved it: most records
@@ -204,7 +205,7 @@ def _portable(record: SessionRecord, key_order: bool = True) -> Any:
         blob = None
     if blob is not None:
         sha256 = canonical_sha256(record)  # hashed here, on this core (or by the reader)
-        if exact or not key_order:
+        if exact or (not key_order and orjson_exact(blob)):  # the parent decodes the form exactly
             return (record.session, blob, sha256)
         try:
             # The canonical form has passed the strict check: what orjson writes of the same

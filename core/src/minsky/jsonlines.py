@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import orjson
 
-from minsky.values import loads
+from minsky.values import MAX_DEPTH, loads
 
 BUFFER: Final = 1 << 20
 _WS: Final = b" \t\r\n"
@@ -67,11 +67,16 @@ def loads_for_names(piece: bytes) -> Any:
     alone whenever it accepts the entry. What ``loads`` guards against first ("-0", integers
     past 64 bits) misleads orjson about numbers only, and a string it accepts it decodes as
     the standard library does; what it refuses (a lone surrogate, NaN) ``loads`` decodes. The
-    guard was a third of a JSON store's names pass (1.0 s a 100,000 records)."""
-    try:
-        return orjson.loads(piece)
-    except orjson.JSONDecodeError:
-        return loads(piece)
+    guard was a third of a JSON store's names pass (1.0 s a 100,000 records). A piece that may
+    nest deeper than records do goes to ``loads`` too: the standard library, which ``loads``
+    uses for a guarded piece, refuses ~980 levels that orjson reads (then the whole store is
+    unreadable, and its names must say so as well)."""
+    if piece.count(b"[") + piece.count(b"{") < MAX_DEPTH:
+        try:
+            return orjson.loads(piece)
+        except orjson.JSONDecodeError:
+            pass
+    return loads(piece)
 
 
 def entries_of(handle: Any, layout: Layout | None = None, decode: Callable[[bytes], Any] = loads) -> Iterator[Any]:
