@@ -22,13 +22,11 @@ that does not decode) raises ``NotLines`` and the caller reads the document whol
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
-from minsky.values import MAX_DEPTH, loads
+from minsky.values import loads
 
 BUFFER: Final = 1 << 20
 _WS: Final = b" \t\r\n"
@@ -62,32 +60,14 @@ def entries(path: Path, layout: Layout | None = None) -> Iterator[Any]:
         yield from entries_of(handle, layout)
 
 
-def loads_for_names(piece: bytes) -> Any:
-    """``loads`` for a pass that keeps no more of an entry than its name, a string: orjson
-    alone whenever it accepts the entry. What ``loads`` guards against first ("-0", integers
-    past 64 bits) misleads orjson about numbers only, and a string it accepts it decodes as
-    the standard library does; what it refuses (a lone surrogate, NaN) ``loads`` decodes. The
-    guard was a third of a JSON store's names pass (1.0 s a 100,000 records). A piece that may
-    nest deeper than records do goes to ``loads`` too: the standard library, which ``loads``
-    uses for a guarded piece, refuses ~980 levels that orjson reads (then the whole store is
-    unreadable, and its names must say so as well)."""
-    if piece.count(b"[") + piece.count(b"{") < MAX_DEPTH:
-        try:
-            return orjson.loads(piece)
-        except orjson.JSONDecodeError:
-            pass
-    return loads(piece)
-
-
-def entries_of(handle: Any, layout: Layout | None = None, decode: Callable[[bytes], Any] = loads) -> Iterator[Any]:
-    """The decoded entries of an open store file, in order (``decode``: ``loads``, or
-    ``loads_for_names`` where only names are kept). Raises ``NotLines`` (possibly after some
-    entries: they are the document's first ones) when the layout is not one this reader can
-    prove; ``OSError`` as reading raises it."""
+def entries_of(handle: Any, layout: Layout | None = None) -> Iterator[Any]:
+    """The decoded entries of an open store file, in order. Raises ``NotLines`` (possibly
+    after some entries: they are the document's first ones) when the layout is not one this
+    reader can prove; ``OSError`` as reading raises it."""
     layout = layout if layout is not None else Layout()
     for piece in pieces(handle, layout):
         try:
-            yield decode(piece)
+            yield loads(piece)
         except ValueError:  # not one whole value: the guess was wrong, or the file is damaged
             raise NotLines("an entry that does not decode on its own") from None
 

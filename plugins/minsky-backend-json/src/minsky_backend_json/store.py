@@ -50,7 +50,7 @@ from minsky.filters import matches, page
 from minsky.model import SessionRecord
 from minsky.names import GrowingNameHashes
 from minsky.quarantine import write_quarantine
-from minsky_backend_json import merge, rewrite, turn
+from minsky_backend_json import keys, merge, rewrite, turn
 
 MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
 
@@ -88,7 +88,7 @@ class JsonStore:
             raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
         return parse_document(data, self.path, strict=strict)
 
-    def _entries(self, *, strict: bool = True, decode: Callable[[bytes], Any] = loads) -> Iterator[Any]:
+    def _entries(self, *, strict: bool = True, names_only: bool = False) -> Iterator[Any]:
         """The store's entries one at a time, in flat memory when the file is laid out in lines
         (``lines``: every layout a writer of this format produces); else the document is read
         whole, as before. One open file throughout: a writer replacing it meanwhile is not seen."""
@@ -102,7 +102,7 @@ class JsonStore:
         with handle:
             done = 0
             try:
-                for item in lines.entries_of(handle, decode=decode):
+                for item in keys.entries_for_names(handle) if names_only else lines.entries_of(handle):
                     if strict:
                         _require_name(item, done, self.path)
                     yield item
@@ -144,11 +144,11 @@ class JsonStore:
             yield canonical_of_dict(item, where=f"{self.path}: sessions[{index}]: ")
 
     def count(self) -> int:
-        return sum(1 for _ in self._entries(decode=lines.loads_for_names))
+        return sum(1 for _ in self._entries(names_only=True))
 
     def keys(self) -> Iterator[str]:
         # A strict read has checked that every entry has a name: no records need building.
-        return (item["session"] for item in self._entries(decode=lines.loads_for_names))
+        return (item["session"] for item in self._entries(names_only=True))
 
     def get(self, name: str) -> SessionRecord | None:
         # Stops at the first match: the rest of the file is not read.
