@@ -259,6 +259,33 @@ def test_killed_bulk_load_never_leaves_a_partial_database(tmp_path: Path, state_
     assert [p.name for p in target.parent.iterdir() if p.name.startswith(".minsky-tmp")] == []
 
 
+def test_a_build_killed_after_its_link_leaves_no_temp_for_the_next_run(tmp_path: Path, state_dir: Path) -> None:
+    """Killed between linking the built database into place and removing its temp name: the
+    database is complete, and the next write into it (no longer a new database) sweeps the temp."""
+    from minsky.codec import record_to_dict
+    from minsky.testing.records import generated_records
+
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text(json.dumps([record_to_dict(r) for r in generated_records(5)]))
+    target = tmp_path / "out" / "sessions.db"
+    assert run_minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(target)).returncode == 0
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    left = target.parent / f".minsky-tmp-{target.name}.{dead}.0badf00d"
+    os.link(target, left)  # what the killed build leaves: a second name for the complete database
+    left.with_name(f"{left.name}-wal").write_bytes(b"")
+    held = target.parent / f".minsky-tmp-{target.name}.{os.getpid()}.1234abcd"  # a live writer's
+    held.write_bytes(b"")
+    done = run_minsky(
+        "sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(target), "--on-conflict", "overwrite"
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in target.parent.iterdir() if p.name.startswith(".minsky-tmp")) == [held.name]
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 5
+    conn.close()
+
+
 FULL_DISK = (
     "import resource, signal, sys\n"
     "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"

@@ -455,6 +455,9 @@ class SqliteStore:
     def bulk_writer(self, on_conflict: OnConflict = "overwrite") -> Iterator[_SqliteBulkWriter]:
         # A migration may write into a store marked as moved (moving back): no marker check.
         self._check_file()
+        # A build killed after its link into place leaves its temp beside a complete database:
+        # swept on both paths, not only when the database is new.
+        _remove_dead_temps(self.path)
         if self.path.exists():  # a zero-byte file is an empty database: written in place
             with self._writer(check_moved=False) as conn:
                 writer = _SqliteBulkWriter(self, conn, on_conflict)
@@ -462,7 +465,6 @@ class SqliteStore:
                 writer.finish(str(self.path))
             return
         # A new database: build it aside, then move it into place whole.
-        _remove_dead_temps(self.path)
         temp = self.path.parent / f"{TEMP_PREFIX}{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}"
         try:
             with self._writer(temp, check_moved=False, aside=True) as conn:
