@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from minsky.values import loads
+from minsky.values import decode_deep_object, loads
 
 BUFFER: Final = 1 << 20
 _WS: Final = b" \t\r\n"
@@ -66,10 +66,20 @@ def entries_of(handle: Any, layout: Layout | None = None) -> Iterator[Any]:
     reader can prove; ``OSError`` as reading raises it."""
     layout = layout if layout is not None else Layout()
     for piece in pieces(handle, layout):
-        try:
-            yield loads(piece)
-        except ValueError:  # not one whole value: the guess was wrong, or the file is damaged
+        yield decode_entry(piece)
+
+
+def decode_entry(piece: bytes) -> Any:
+    """The entry a piece holds (``loads``), or the object whose member nests too deep to decode
+    (``decode_deep_object``: refused by name, not the store with it). ``NotLines`` for anything
+    else that does not decode: the guess was wrong, or the file is damaged."""
+    try:
+        return loads(piece)
+    except ValueError:
+        found = decode_deep_object(piece)
+        if found is None:
             raise NotLines("an entry that does not decode on its own") from None
+        return found
 
 
 def pieces(handle: Any, layout: Layout) -> Iterator[bytes]:

@@ -41,7 +41,6 @@ from minsky.codec import (
 from minsky.errors import ConflictError, MinskyError, StoreError, VerificationError
 from minsky.model import SessionRecord
 from minsky.names import NameHashes
-from minsky.values import loads
 
 DUPLICATE_EXAMPLES = 10
 # A record's name in its line, as ``write_backup`` puts it: the first "session" key with a string
@@ -330,10 +329,7 @@ class Backup:
                     raise jsonlines.NotLines("a record whose name is not where the inspection found it")
                 yield match.group(1).decode("utf-8", "surrogateescape")
                 continue
-            try:
-                item = loads(piece)
-            except ValueError:  # not one whole value: not laid out in lines, or damaged
-                raise jsonlines.NotLines("an entry that does not decode on its own") from None
+            item = jsonlines.decode_entry(piece)  # NotLines: not laid out in lines, or damaged
             if named_items:
                 match = _NAME.search(piece)
                 yield (None if match is None else match.group(1).decode("utf-8", "surrogateescape")), item

@@ -10,7 +10,7 @@ the standard library does. What orjson refuses (a lone surrogate, NaN) goes to `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import orjson
@@ -25,19 +25,28 @@ _BRACKETS: Final = 254
 
 
 def decode_for_name(piece: bytes) -> Any:
-    """The entry ``piece`` holds, exact in its name (``loads``'s, for anything else orjson reads)."""
+    """The entry ``piece`` holds, exact in its name (``loads``'s, for anything else orjson reads).
+    Raises ``NotLines`` for a piece the full read refuses too."""
     if piece.count(b"[") + piece.count(b"{") < _BRACKETS:
         try:
             return orjson.loads(piece)
         except orjson.JSONDecodeError:
             pass
-    return loads(piece)
+    return decode_entry(piece)
+
+
+def _decode_entry(piece: bytes) -> Any:
+    """``lines.decode_entry`` of a core before 0.3.7 (which lacks it): ``loads`` alone."""
+    try:
+        return loads(piece)
+    except ValueError:  # not one whole value: the guess was wrong, or the file is damaged
+        raise lines.NotLines("an entry that does not decode on its own") from None
+
+
+decode_entry: Callable[[bytes], Any] = getattr(lines, "decode_entry", _decode_entry)
 
 
 def entries_for_names(handle: Any) -> Iterator[Any]:
     """``lines.entries_of(handle)`` for a pass that keeps only names: raises ``NotLines`` as it does."""
     for piece in lines.pieces(handle, lines.Layout()):
-        try:
-            yield decode_for_name(piece)
-        except ValueError:  # not one whole value: the guess was wrong, or the file is damaged
-            raise lines.NotLines("an entry that does not decode on its own") from None
+        yield decode_for_name(piece)

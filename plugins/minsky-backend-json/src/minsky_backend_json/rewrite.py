@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from minsky import jsonlines as lines
-from minsky.values import as_found_bytes, loads
+from minsky.values import as_found_bytes
+from minsky_backend_json.keys import decode_entry
 
 
 def _indented(value: Any, level: int) -> bytes:
@@ -29,7 +30,7 @@ def rewrite(source: IO[bytes], target: IO[bytes], edit: Callable[[Iterator[Any]]
     caller then discards ``target`` and rewrites the document whole."""
     layout = lines.Layout()
     lines.head(source, layout)
-    decoded = (_decode(piece) for piece in lines.body(source, layout))
+    decoded = (decode_entry(piece) for piece in lines.body(source, layout))
     level = 1 if layout.bare else 2
     opening = b"[" if layout.bare else b'{\n  "sessions": ['
     first = True
@@ -50,10 +51,3 @@ def rewrite(source: IO[bytes], target: IO[bytes], edit: Callable[[Iterator[Any]]
     if layout.newline:
         target.write(b"\n")
     return layout
-
-
-def _decode(piece: bytes) -> Any:
-    try:
-        return loads(piece)
-    except ValueError:
-        raise lines.NotLines("an entry that does not decode on its own") from None

@@ -15,6 +15,7 @@ A file that does not parse is never written over.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -542,6 +543,11 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
     try:
         value = loads(data)  # a byte that is not UTF-8 spoils its record only (named), not the store
     except json.JSONDecodeError as exc:
+        # Laid out in lines, an entry nested too deep to decode spoils only itself (refused by
+        # name, kept as found, moved aside by `check --repair`): read entry by entry.
+        doc = _document_from_lines(data, strict=strict, path=path)
+        if doc is not None:
+            return doc
         raise StoreError(
             f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (char {exc.pos})"
         ) from None
@@ -572,6 +578,26 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
     sessions = doc.setdefault("sessions", [])
     if not isinstance(sessions, list):
         raise StoreError(f"{path}: 'sessions' must be a list, found {type(sessions).__name__}")
+    if strict:
+        for index, item in enumerate(sessions):
+            _require_name(item, index, path)
+    return doc
+
+
+def _document_from_lines(data: bytes, *, strict: bool, path: Path) -> Document | None:
+    """The document read entry by entry (``lines``), or None when it is not laid out in lines."""
+    layout = lines.Layout()
+    try:
+        sessions = list(lines.entries_of(io.BytesIO(data), layout))
+    except lines.NotLines:
+        return None
+    except lines.TwoLists:
+        raise StoreError(
+            f"{path} holds two 'sessions' lists; refusing to guess which one counts",
+            hint="keep one of them (a write would keep only the last)",
+        ) from None
+    doc = Document(sessions=sessions, **layout.rest)
+    doc.bare, doc.newline = layout.bare, layout.newline
     if strict:
         for index, item in enumerate(sessions):
             _require_name(item, index, path)
