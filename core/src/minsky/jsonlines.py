@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from minsky.values import decode_deep_object, loads
+from minsky.deep import decode_deep_object
+from minsky.values import loads
 
 BUFFER: Final = 1 << 20
 _WS: Final = b" \t\r\n"

@@ -70,7 +70,7 @@ class Unrepresentable:
 
     @property
     def reason(self) -> str:
-        if self.token[:1] in ("[", "{"):  # ``decode_deep_object``: a member kept as its text
+        if self.token[:1] in ("[", "{"):  # a member too deep to decode, kept as its text (``minsky.deep``)
             return f"nested deeper than {MAX_DEPTH} levels (too deep to decode; kept as found)"
         if self.token == "-0":  # noqa: S105 (a JSON number token, not a secret)
             return "-0 cannot be kept exactly (JSON readers, the original's too, read it as 0); write 0"
@@ -267,7 +267,9 @@ def strict_bytes(value: Any, *, where: str = "", sort_keys: bool = False) -> byt
 def as_found_bytes(value: Any, *, sort_keys: bool = False, indent: int | None = None) -> bytes:
     """JSON of any decoded value, never failing over one that is not representable:
     ``Unrepresentable`` tokens are written back as found and lone surrogates as
-    ``\\uXXXX`` escapes, so the result is valid UTF-8 that ``loads`` reads back the same.
+    ``\\uXXXX`` escapes, so the result is valid UTF-8 that ``loads`` reads back the same (but
+    for a member too deep to decode, kept as its text: bytes that were not UTF-8 come back as
+    they were, ``minsky.deep``).
     Values that are not JSON at all (a typed SQL cell in a quarantine file) become text."""
     if indent is None:
         try:
@@ -298,97 +300,5 @@ def as_found_bytes(value: Any, *, sort_keys: bool = False, indent: int | None = 
         sys.setrecursionlimit(limit)
     for placeholder, found in tokens.items():
         text = text.replace(placeholder, found)
-    # ASCII but for a member too deep to decode (``decode_deep_object``), put back byte for byte.
+    # ASCII but for a member too deep to decode (``minsky.deep``): its bytes put back as they were.
     return text.encode("utf-8", "surrogateescape")
-
-
-# -- an entry nested past what the decoders read ---------------------------------
-
-_STRING_BYTES: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_SPACE_BYTES: Final = re.compile(rb"[ \t\r\n]*")
-_CLOSERS: Final = {ord("["): ord("]"), ord("{"): ord("}")}
-
-
-def _skip_space(raw: bytes, at: int) -> int:
-    found = _SPACE_BYTES.match(raw, at)
-    return found.end() if found else at
-
-
-def _container_end(raw: bytes, start: int) -> tuple[int, int] | None:
-    """Where the array or object opening at ``start`` closes (the index after it) and how deep it
-    nests, found without recursion: strings skipped whole, brackets matched by kind. None when
-    they do not match."""
-    expected: list[int] = []
-    deepest, i, size = 0, start, len(raw)
-    while i < size:
-        byte = raw[i]
-        if byte == 0x22:  # '"'
-            found = _STRING_BYTES.match(raw, i)
-            if found is None:
-                return None
-            i = found.end()
-            continue
-        closer = _CLOSERS.get(byte)
-        if closer is not None:
-            expected.append(closer)
-            deepest = max(deepest, len(expected))
-        elif byte in (0x5D, 0x7D):  # "]" or "}"
-            if not expected or expected.pop() != byte:
-                return None
-            if not expected:
-                return i + 1, deepest
-        i += 1
-    return None
-
-
-def decode_deep_object(raw: bytes) -> dict[str, Any] | None:
-    """The JSON object ``raw`` when a member nests past what ``loads`` decodes (~1,000 levels:
-    the careful decoder recurses): every member decoded by ``loads``, and a member it refuses
-    that nests deeper than MAX_DEPTH kept as its text, ``Unrepresentable`` (refused by name,
-    written back as found). None for anything else (not one object, or a member that does not
-    decode for another reason): the caller's error stands. So one planted entry spoils its own
-    record, not the store it sits in."""
-    i = _skip_space(raw, 0)
-    if raw[i : i + 1] != b"{":
-        return None
-    found: dict[str, Any] = {}
-    deep = False
-    i = _skip_space(raw, i + 1)
-    if raw[i : i + 1] == b"}":
-        return None  # an empty object decodes: not the case this is for
-    while True:
-        key = _STRING_BYTES.match(raw, i)
-        if key is None:
-            return None
-        i = _skip_space(raw, key.end())
-        if raw[i : i + 1] != b":":
-            return None
-        i = _skip_space(raw, i + 1)
-        if raw[i : i + 1] in (b"[", b"{"):
-            ends = _container_end(raw, i)
-            if ends is None:
-                return None
-            end, depth = ends
-        else:
-            end = i
-            while end < len(raw) and raw[end] not in b",} \t\r\n":
-                end += 1
-            depth = 0
-        text = raw[i:end]
-        try:
-            value = loads(text)
-        except ValueError:
-            if depth + 1 <= MAX_DEPTH:  # the object itself is a level
-                return None
-            value, deep = Unrepresentable(text.decode("utf-8", "surrogateescape")), True
-        try:
-            found[loads(key.group())] = value
-        except ValueError:
-            return None
-        i = _skip_space(raw, end)
-        if raw[i : i + 1] == b",":
-            i = _skip_space(raw, i + 1)
-            continue
-        if raw[i : i + 1] != b"}" or _skip_space(raw, i + 1) != len(raw):
-            return None
-        return found if deep else None
