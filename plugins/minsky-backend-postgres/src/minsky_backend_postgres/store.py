@@ -32,7 +32,7 @@ from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
 from minsky.redact import redact_text, remember_secret
-from minsky_backend_postgres import schema
+from minsky_backend_postgres import copybinary, schema
 from minsky_backend_postgres.errors import describe_target, translate
 
 # Rows a server-side cursor fetches per round trip. 2,000 held ~13 MB (libpq's result and the
@@ -498,15 +498,16 @@ class _CopyWriter:
         Moving each batch (rather than all at the end) lets the server index batch N while
         minsky reads batch N+1.
         """
-        with self.conn.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+        with self.conn.cursor() as cursor, cursor.copy(self.copy_sql + self.lines.copy_options()) as copy:
             if not self.lines.offered:
                 for record in batch:
                     self.ord += 1
                     copy.write_row((self.ord, *schema.to_row(self.table, record)))
             else:
-                line_of, first = self.lines.line_of, self.ord + 1
+                staged, first = self.lines.staged, self.ord + 1
                 self.ord += len(batch)
-                copy.write(b"".join(b"%d\t%b" % (n, line_of(r)) for n, r in enumerate(batch, first)))
+                rows = b"".join(staged(n, r) for n, r in enumerate(batch, first))
+                copy.write(copybinary.SIGNATURE + rows + copybinary.TRAILER if self.lines.binary else rows)
         try:
             with self.conn.transaction():
                 if self.on_conflict == "overwrite":
@@ -522,33 +523,58 @@ class _CopyWriter:
 
 
 class _Lines:
-    """A writer's COPY lines made elsewhere (``row_maker``: ``schema.copy_line``, in a forked reader).
+    """A writer's COPY rows made elsewhere (``row_maker``, in a forked reader): binary rows
+    (``copybinary.copy_row``) when every column written takes text or a timestamp, else text
+    lines (``schema.copy_line``) when each takes text, a timestamp or JSON.
 
-    Once offered, every row of the writer goes out as a line (``Copy.write``): ``write_row``
+    Once offered, every row of the writer goes out as made (``Copy.write``): ``write_row``
     holds rows back in a buffer while ``write`` sends at once, so mixing them would reorder the
-    rows (the table's order, and the COPY line a refusal names). Offered only when every column
-    written takes text (a typed column's value is formatted by its dumper) and the connection
-    sends UTF-8."""
+    rows (the table's order, and the COPY line a refusal names). Offered only when the
+    connection sends UTF-8 (a typed column's value is formatted by its dumper)."""
 
     def __init__(self, conn: psycopg.Connection[Any], table: original.Table) -> None:
         written = set(schema.write_columns(table))
         text_only = all(c.kind in ("text", "timestamp", "json") for c in table.columns if c.name in written)
-        self.make = functools.partial(schema.copy_line, table) if text_only and conn.info.encoding == "utf-8" else None
+        utf8 = conn.info.encoding == "utf-8"
+        # Binary rows when every column takes text or a timestamp (minsky's own table): the
+        # server's cheapest parse (``copybinary``); text lines for a table with a JSON column.
+        self.binary = utf8 and copybinary.fits(table)
+        self.make: Callable[[SessionRecord], bytes | None] | None = None
+        if self.binary:
+            self.make = functools.partial(copybinary.copy_row, table)
+        elif text_only and utf8:
+            self.make = functools.partial(schema.copy_line, table)
         self.table = table
         self.offered = False
+        fields = len(schema.write_columns(table))
+        self.head, self.staged_head = copybinary.count(fields), copybinary.count(fields + 1)  # binary rows
+
+    def copy_options(self) -> sql.Composable:
+        """What the COPY statement ends with: binary when the rows offered are."""
+        return sql.SQL(" (FORMAT binary)" if self.offered and self.binary else "")
 
     def offer(self) -> Callable[[SessionRecord], bytes | None] | None:
         self.offered = self.make is not None
         return self.make
 
     def line_of(self, record: SessionRecord) -> bytes:
+        """The record's COPY line, or its binary row (its field count in front)."""
+        row = self._made(record)
+        return self.head + row if self.binary else row
+
+    def staged(self, n: int, record: SessionRecord) -> bytes:
+        """``line_of`` for the staging table: ``n`` (its ``ord``) first."""
+        row = self._made(record)
+        return self.staged_head + copybinary.bigint(n) + row if self.binary else b"%d\t%b" % (n, row)
+
+    def _made(self, record: SessionRecord) -> bytes:
         assert self.make is not None
-        line: bytes | None = premade(record, self.make)
-        if line is None:  # a renamed copy, or none was made for it: made here, as it would have been
-            line = self.make(record)
-        if line is None:  # a NUL in a cell (admitted records have none): what write_row would raise
+        row: bytes | None = premade(record, self.make)
+        if row is None:  # a renamed copy, or none was made for it: made here, as it would have been
+            row = self.make(record)
+        if row is None:  # a NUL in a cell (admitted records have none): what write_row would raise
             raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-        return line
+        return row
 
 
 def _empty(conn: psycopg.Connection[Any]) -> bool:
@@ -573,6 +599,7 @@ class _DirectCopyWriter:
         )
         self._open: contextlib.ExitStack | None = None
         self._copy: psycopg.Copy | None = None
+        self._signed = False  # the open COPY's binary signature sent (or text: none to send)
         self._names: list[str] = []
         self.lines = _Lines(conn, table)
 
@@ -584,20 +611,23 @@ class _DirectCopyWriter:
             stack = contextlib.ExitStack()
             try:
                 cursor = stack.enter_context(self.conn.cursor())
-                self._copy = stack.enter_context(cursor.copy(self.copy_sql))
+                self._copy = stack.enter_context(cursor.copy(self.copy_sql + self.lines.copy_options()))
             except psycopg.Error as exc:
                 stack.close()
                 raise self.store._row_error(
                     exc, _offender(exc, [r.session for r in batch]), "writing sessions"
                 ) from None
             self._open = stack
+            self._signed = not (self.lines.offered and self.lines.binary)  # binary data opens with its signature
         try:
             if not self.lines.offered:
                 write_row, to_row, table = self._copy.write_row, schema.to_row, self.table
                 for record in batch:
                     write_row(to_row(table, record))
             else:  # one write a batch: each Copy.write is a round through libpq
-                self._copy.write(b"".join(map(self.lines.line_of, batch)))
+                rows = b"".join(map(self.lines.line_of, batch))
+                self._copy.write(rows if self._signed else copybinary.SIGNATURE + rows)
+                self._signed = True
         except psycopg.Error as exc:
             self._fail(exc, [*self._names, *(r.session for r in batch)])
         except BaseException:
@@ -609,11 +639,13 @@ class _DirectCopyWriter:
 
     def finish(self) -> None:
         """End the COPY in flight (if any): the server has then checked every row sent."""
-        stack, names = self._open, self._names
+        stack, names, open_copy = self._open, self._names, self._copy
         self._open, self._copy, self._names = None, None, []
         if stack is None:
             return
         try:
+            if open_copy is not None and self.lines.offered and self.lines.binary and self._signed:
+                open_copy.write(copybinary.TRAILER)
             stack.close()
         except psycopg.Error as exc:
             self._fail(exc, names)
