@@ -229,3 +229,32 @@ def test_the_originals_indented_layout_keeps_the_member_and_stays_restorable(
     )
     assert restored.exit_code == RejectedRecordsError.exit_code, restored.output
     assert "rejected 'bad'" in restored.output
+
+
+@pytest.mark.parametrize(
+    ("member", "extra"),
+    [
+        ("[" * 1000 + "1" + "]" * 1000, ""),  # the whole record decodes (orjson): refused by its depth
+        ("[" * 1024 + "]" * 1024, ""),  # orjson reads the member alone, not the record around it
+        ("[" * 1000 + "]" * 1000, '"repoPath": "app-0", '),  # "-0" sends the record to the careful decoder
+    ],
+    ids=["decodes-whole", "member-alone-decodes", "guarded-elsewhere"],
+)
+def test_a_record_at_the_decoders_edge_is_refused_by_name_and_every_write_works(
+    member: str, extra: str, minsky, json_store: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Adversary helper-30: such a record still made the whole store fail (exit 4), or every
+    write, export and repair fail with an internal RecursionError (exit 1)."""
+    bad = '{"session": "bad", ' + extra + '"x": ' + member + "}"
+    json_store.write_text(f"[\n  {OK.format('ok1')},\n  {bad}\n]\n")
+    listed = minsky("session", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [r["session"] for r in json.loads(listed.stdout)["sessions"]] == ["ok1"]
+    assert "skipped session 'bad'" in listed.stderr
+    assert minsky("session", "start", "new", "--repo", "https://h/n.git").exit_code == 0
+    exported = minsky("sessiondb", "export", "--output", str(tmp_path / "ex"))
+    assert exported.exit_code == 0, exported.output
+    repaired = minsky("sessiondb", "check", "--repair", "--json")
+    assert repaired.exit_code == 0, repaired.output
+    assert len(json.loads(repaired.stdout)["quarantined"]["entries"]) == 1
+    assert [r["session"] for r in json.loads(minsky("session", "list", "--json").stdout)["sessions"]] == ["ok1", "new"]

@@ -23,7 +23,7 @@ from minsky.values import MAX_DEPTH, Unrepresentable, loads
 _SPACE: Final = re.compile(rb"[ \t\r\n]*")
 # What the careful decoder reads: strict strings (no raw control character; any other byte,
 # UTF-8 or not, as ``loads`` takes it), numbers, literals and the constants it keeps as found.
-_STRING: Final = rb'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_STRING: Final = rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
 _TOKEN: Final = re.compile(
     rb"[ \t\r\n]*(?:"
     rb"(?P<open>\[+\{?|\{)"  # a run of openers: an object opener can only end one
@@ -34,7 +34,7 @@ _TOKEN: Final = re.compile(
 )
 _STRING_ALONE: Final = re.compile(_STRING)
 _SCALAR_END: Final = re.compile(rb"[^,} \t\r\n]*")
-_STRING_OR_SPACE: Final = re.compile(rb'("(?:[^"\\]|\\.)*")|[ \t\r\n]+', re.DOTALL)
+_STRING_ONLY: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)  # possessive: no frame a character
 _CLOSER: Final = bytes.maketrans(b"[{", b"]}")
 
 # What the tokenizer expects next.
@@ -69,12 +69,13 @@ def decode_deep_object(raw: bytes) -> dict[str, Any] | None:
                 return None
             end, depth = scalar.end(), 0
         text = raw[i:end]
-        try:
-            value = loads(text)
-        except ValueError:
-            if depth + 1 <= MAX_DEPTH:  # the object itself is a level: this is damage, not depth
-                return None
+        if depth + 1 > MAX_DEPTH:  # validated by _value_end; past what any store keeps, decoded or not
             value, deep = Unrepresentable(_compact(text).decode("utf-8", "surrogateescape")), True
+        else:
+            try:
+                value = loads(text)
+            except ValueError:
+                return None
         try:
             found[loads(key.group())] = value
         except ValueError:
@@ -156,4 +157,11 @@ def _glued(raw: bytes, at: int) -> bool:
 
 def _compact(text: bytes) -> bytes:
     """The member without its insignificant whitespace: one line, the same values."""
-    return _STRING_OR_SPACE.sub(lambda found: found.group(1) or b"", text)
+    out = bytearray()
+    last = 0
+    for found in _STRING_ONLY.finditer(text):
+        out += text[last : found.start()].translate(None, b" \t\r\n")
+        out += found.group()
+        last = found.end()
+    out += text[last:].translate(None, b" \t\r\n")
+    return bytes(out)

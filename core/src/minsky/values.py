@@ -207,19 +207,18 @@ def problem(value: Any, path: str = "", depth: int = 1) -> str | None:
             except UnicodeEncodeError as exc:
                 code = ord(value[exc.start])
                 return (
-                    f"{path or 'a value'}: U+{code:04X} is a lone surrogate, not Unicode text "
+                    f"{_shown(path)}: U+{code:04X} is a lone surrogate, not Unicode text "
                     "(a character cut in half, or a byte that is not UTF-8)"
                 )
         return None
     if kind is dict or kind is list:
-        if depth > MAX_DEPTH:  # the path is ~3 characters a level: its head says where
-            where = path if len(path) <= 80 else f"{path[:60]}…"
-            return f"{where or 'a value'}: nested deeper than {MAX_DEPTH} levels"
+        if depth > MAX_DEPTH:
+            return f"{_shown(path)}: nested deeper than {MAX_DEPTH} levels"
         items = value.items() if kind is dict else enumerate(value)
         for key, item in items:
             if kind is dict:
                 if type(key) is not str:
-                    return f"{path or 'a value'}: a key that is not text ({type(key).__name__})"
+                    return f"{_shown(path)}: a key that is not text ({type(key).__name__})"
                 where = f"{path}.{key}" if path else key
                 found = problem(key, where, depth)
                 if found:
@@ -234,14 +233,22 @@ def problem(value: Any, path: str = "", depth: int = 1) -> str | None:
         bits = value.bit_length()  # digits from bits, so that a huge value is never turned into text
         if bits < _MAX_INT_BITS - 4 or (bits <= _MAX_INT_BITS + 4 and len(str(abs(value))) <= MAX_INT_DIGITS):
             return None
-        return f"{path or 'a value'}: an integer longer than minsky keeps ({MAX_INT_DIGITS:,} digits)"
+        return f"{_shown(path)}: an integer longer than minsky keeps ({MAX_INT_DIGITS:,} digits)"
     if value is None or kind is bool:
         return None
     if kind is float:
-        return None if math.isfinite(value) else f"{path or 'a value'}: {value!r} is not a finite number"
+        return None if math.isfinite(value) else f"{_shown(path)}: {value!r} is not a finite number"
     if kind is Unrepresentable:
-        return f"{path or 'a value'}: {value.reason}"
-    return f"{path or 'a value'}: a {kind.__name__} is not a JSON value"
+        return f"{_shown(path)}: {value.reason}"
+    return f"{_shown(path)}: a {kind.__name__} is not a JSON value"
+
+
+def _shown(path: str) -> str:
+    """Where in a value, for a one-line message: its head when long (a path is ~3 characters a
+    level of nesting; a key may be any length)."""
+    if not path:
+        return "a value"
+    return path if len(path) <= 80 else f"{path[:60]}…"
 
 
 def strict_bytes(value: Any, *, where: str = "", sort_keys: bool = False) -> bytes:
@@ -271,6 +278,16 @@ def as_found_bytes(value: Any, *, sort_keys: bool = False, indent: int | None = 
     for a member too deep to decode, kept as its text: bytes that were not UTF-8 come back as
     they were, ``minsky.deep``).
     Values that are not JSON at all (a typed SQL cell in a quarantine file) become text."""
+    # What a decoder accepted (orjson: 1,024 levels) the encoders write back: json.dumps recurses.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * 1024 + 100))
+    try:
+        return _as_found_bytes(value, sort_keys=sort_keys, indent=indent)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _as_found_bytes(value: Any, *, sort_keys: bool, indent: int | None) -> bytes:
     if indent is None:
         try:
             return strict_bytes(value, sort_keys=sort_keys)
@@ -292,12 +309,7 @@ def as_found_bytes(value: Any, *, sort_keys: bool = False, indent: int | None = 
         return placeholder
 
     separators = (",", ":") if indent is None else None
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 4 * 1024 + 100))  # what the decoder accepted, the encoder writes back
-    try:
-        text = json.dumps(value, sort_keys=sort_keys, indent=indent, separators=separators, default=token)
-    finally:
-        sys.setrecursionlimit(limit)
+    text = json.dumps(value, sort_keys=sort_keys, indent=indent, separators=separators, default=token)
     for placeholder, found in tokens.items():
         text = text.replace(placeholder, found)
     # ASCII but for a member too deep to decode (``minsky.deep``): its bytes put back as they were.

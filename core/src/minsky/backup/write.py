@@ -43,7 +43,7 @@ def backup_names(first: str) -> Iterator[str]:
 def encode(value: Any) -> bytes:
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError):  # a record no store can hold exactly: kept as found, valid UTF-8
+    except (TypeError, ValueError, RecursionError):  # a record no store can hold exactly: kept as found
         return as_found_bytes(value)
 
 
