@@ -57,7 +57,9 @@ def _rows(url: str) -> list[tuple[Any, ...]]:
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'sessions' "
             "AND column_name <> 'minsky_seq' ORDER BY ordinal_position"
         )]  # fmt: skip
-        return conn.execute(f"SELECT {', '.join(columns)} FROM sessions ORDER BY session").fetchall()
+        # As text: a timestamp of year 1 in a zone west of UTC is in year 0, which Python has not.
+        texts = ", ".join(f"{c}::text" for c in columns)
+        return conn.execute(f"SELECT {texts} FROM sessions ORDER BY session").fetchall()
 
 
 def _write(url: str, records: list[Any], on_conflict: str, *, offered: bool) -> None:
@@ -84,6 +86,47 @@ def test_binary_rows_store_what_text_rows_store(postgres_url: str, on_conflict: 
     assert len(stored[True]) == len(records)
     assert stored[True] == stored[False]
     assert [r.session for r in PostgresStore(postgres_url).read()] == []  # the table was dropped
+
+
+@pytest.mark.parametrize(
+    ("stamp_type", "state_type", "binary"),
+    [("TIMESTAMP", "TEXT", True), ("VARCHAR(40)", "TEXT", True), ("TIMESTAMPTZ", "JSONB", False)],
+)
+def test_a_table_of_another_era_stores_what_text_rows_store(
+    postgres_url: str, stamp_type: str, state_type: str, binary: bool
+) -> None:
+    """``timestamp`` without a zone takes the digits of the UTC text (the zone is ignored),
+    whatever the session's TimeZone; a table that is not all text and timestamps gets text lines."""
+    records = awkward_records()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER DATABASE " + conn.info.dbname + " SET TimeZone = 'America/New_York'")
+    stored = {}
+    try:
+        for offered in (False, True):
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(
+                    "CREATE TABLE sessions (session TEXT PRIMARY KEY, repo_name TEXT NOT NULL, repo_url TEXT NOT NULL, "
+                    f"created_at {stamp_type}, task_id TEXT, branch TEXT, pr_state {state_type}, pull_request TEXT, "
+                    "record TEXT)"
+                )
+            store = PostgresStore(postgres_url)
+            try:
+                with store.bulk_writer(on_conflict="fail") as writer:
+                    if offered:
+                        assert writer.row_maker() is not None
+                        assert writer.lines.binary == binary
+                    writer.write(records)
+            finally:
+                store.close()
+            stored[offered] = _rows(postgres_url)
+            with psycopg.connect(postgres_url, autocommit=True) as conn:  # the next table is upgraded again
+                conn.execute("DROP TABLE sessions, minsky_schema_migrations CASCADE")
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("ALTER DATABASE " + conn.info.dbname + " RESET TimeZone")
+    assert len(stored[True]) == len(records)
+    for binary_row, text_row in zip(stored[True], stored[False], strict=True):
+        assert binary_row == text_row
 
 
 def test_a_refusal_in_a_binary_copy_names_the_row_the_server_refused(postgres_url: str) -> None:
