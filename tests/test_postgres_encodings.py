@@ -120,3 +120,37 @@ def test_a_sessions_table_dropped_by_hand_is_created_again(
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 2  # type: ignore[index]
             conn.execute("DROP TABLE sessions")
+
+
+def test_a_byte_another_program_wrote_into_sql_ascii_spoils_its_record_only(
+    postgres_server_url: str, minsky: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQL_ASCII stores the bytes it is sent; a Latin-1 name written by another program made
+    the server refuse every read of the table to a UTF-8 client (exit 4, "a value cannot be
+    stored"). Read as SQL_ASCII and decoded here, the stray byte is a lone surrogate: that
+    record is refused by name, the others read, and `check --repair` moves it aside."""
+    with _database(postgres_server_url, "SQL_ASCII") as url:
+        monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "json")
+        monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(_store(tmp_path / "in.json", ["café", "two", "three"])))
+        assert minsky("sessiondb", "migrate", "to", "postgres", "--connection-string", url).exit_code == 0
+        with psycopg.connect(url, autocommit=True) as conn:  # as another program would: SQL_ASCII, raw bytes
+            conn.execute("SET client_encoding TO 'SQL_ASCII'")
+            conn.execute("UPDATE sessions SET repo_name = E'caf\\xe9' WHERE session = 'two'")
+        monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+        monkeypatch.setenv("MINSKY_POSTGRES_URL", url)
+        listed = minsky("session", "list", "--json")
+        assert listed.exit_code == 0, listed.output
+        assert sorted(r["session"] for r in json.loads(listed.stdout)["sessions"]) == ["café", "three"]
+        assert "skipped session 'two'" in listed.stderr and "U+DCE9" in listed.stderr
+        moved = minsky("sessiondb", "migrate", "to", "json", "--json-path", str(tmp_path / "out.json"))
+        assert moved.exit_code == 11 and "rejected 'two'" in moved.output, moved.output
+        assert minsky("sessiondb", "check").exit_code == 4
+        repaired = minsky("sessiondb", "check", "--repair", "--json")
+        assert repaired.exit_code == 0, repaired.output
+        quarantined = json.loads(Path(json.loads(repaired.stdout)["quarantined"]["file"]).read_text())
+        assert quarantined["entries"][0]["repo_name"] == "caf\udce9"
+        assert minsky("sessiondb", "check").exit_code == 0
+        assert sorted(r["session"] for r in json.loads(minsky("session", "list", "--json").stdout)["sessions"]) == [
+            "café",
+            "three",
+        ]

@@ -40,10 +40,12 @@ def native_verify(store: PostgresStore) -> VerifyReport:
     """Structural: ``checked`` stays 0 (core's check counts the records)."""
     import psycopg
 
+    from minsky_backend_postgres import schema
     from minsky_backend_postgres.errors import translate
 
     try:
         with psycopg.connect(**store.params, autocommit=True) as conn:
+            schema.settle_encoding(conn)  # SQL_ASCII: the catalog's text as text, not bytes
             return VerifyReport(ok=True, checked=0, problems=()) if not _has_table(conn) else _check(conn)
     except psycopg.Error as exc:
         raise translate(exc, store.params, "checking indexes and constraints") from None

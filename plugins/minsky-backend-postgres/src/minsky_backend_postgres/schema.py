@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Loader
+from psycopg.types.string import TextLoader
 
 from minsky import original
 from minsky.backend import MovedMark
@@ -278,16 +280,38 @@ def as_mapping(table: original.Table, row: Any) -> dict[str, Any]:
 
 
 def settle_encoding(conn: psycopg.Connection[Any]) -> None:
-    """Text crosses as UTF-8 to a UTF-8 or SQL_ASCII database (which stores the bytes as sent:
-    every character comes back; left to SQL_ASCII, psycopg hands back bytes), and in the
+    """Text crosses as UTF-8 to a UTF-8 database, as raw bytes to a SQL_ASCII one, and in the
     database's own encoding to any other, encoded and decoded here by Python's codec — never
     converted by the server, whose tables are not all round trips (EUC_JP turns U+00A6 into
-    U+FFE4). A character the encoding lacks is then refused here, by name (``_tx``)."""
+    U+FFE4). A character the encoding lacks is then refused here, by name (``_tx``).
+
+    SQL_ASCII stores whatever bytes it is sent. Read with a UTF-8 client, the server checks
+    each value on the way out, so one byte another program wrote that is not UTF-8 (a Latin-1
+    name) failed every read of the table; read as SQL_ASCII, psycopg hands back bytes, decoded
+    here as UTF-8 with each stray byte kept as a lone surrogate, as a JSON store's reader does:
+    that record is refused by name, the others read. minsky's own writes stay UTF-8."""
     server = conn.info.parameter_status("server_encoding")
-    want = "UTF8" if server in (None, "UTF8", "SQL_ASCII") else server
+    want = "UTF8" if server in (None, "UTF8") else server
     if conn.info.parameter_status("client_encoding") != want:
         conn.execute(sql.SQL("SET client_encoding TO {}").format(sql.Literal(want)))
         conn.commit()
+    if server == "SQL_ASCII":
+        for name in _TEXTUAL:
+            conn.adapters.register_loader(name, _BytesAsUtf8Loader)
+
+
+# What psycopg loads as text (0: every type it does not know: information_schema's domains, citext).
+_TEXTUAL: Final = (0, "text", "varchar", "bpchar", "name", '"char"')
+
+
+class _BytesAsUtf8Loader(Loader):
+    def load(self, data: Any) -> str:
+        return bytes(data).decode("utf-8", "surrogateescape")
+
+
+def text_loader(conn: psycopg.Connection[Any]) -> type[Loader]:
+    """The loader for a column minsky reads as text (``TEXT_TYPES``) on this connection."""
+    return _BytesAsUtf8Loader if conn.info.parameter_status("server_encoding") == "SQL_ASCII" else TextLoader
 
 
 def moved_mark(conn: psycopg.Connection[Any], where: str) -> MovedMark | None:

@@ -22,7 +22,6 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.string import TextLoader
 
 from minsky import original
 from minsky.backend import MovedMark, OnConflict, SessionFilter, VerifyReport, conflict_at_commit
@@ -66,8 +65,9 @@ class PostgresStore:
             try:
                 conn = psycopg.connect(**self.params)
                 schema.settle_encoding(conn)
+                loader = schema.text_loader(conn)
                 for name in schema.TEXT_TYPES:  # no read depends on decoding a typed column
-                    conn.adapters.register_loader(name, TextLoader)
+                    conn.adapters.register_loader(name, loader)
                 conn.execute("SET TIME ZONE 'UTC'")  # timestamps as text in UTC, as the original read them
                 conn.commit()
                 self._conn = conn
@@ -535,7 +535,8 @@ class _Lines:
     def __init__(self, conn: psycopg.Connection[Any], table: original.Table) -> None:
         written = set(schema.write_columns(table))
         text_only = all(c.kind in ("text", "timestamp", "json") for c in table.columns if c.name in written)
-        utf8 = conn.info.encoding == "utf-8"
+        # UTF-8 bytes as made here: what a UTF-8 connection sends, and what SQL_ASCII stores as sent.
+        utf8 = conn.info.encoding == "utf-8" or conn.info.parameter_status("server_encoding") == "SQL_ASCII"
         # Binary rows when every column takes text or a timestamp (minsky's own table): the
         # server's cheapest parse (``copybinary``); text lines for a table with a JSON column.
         self.binary = utf8 and copybinary.fits(table)
