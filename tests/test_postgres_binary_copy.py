@@ -28,6 +28,8 @@ STAMPS = [
     "9999-12-31T23:59:59.999Z",
     "2024-01-01T00:00:00+05:30",  # stored as the UTC instant
     "not a time",  # kept in the record only: the column gets its filler
+    "2024-01-01T00:00:00.\u0660\u0660\u0660Z",  # digits of another script: the instant they read as
+    "\uff12\uff10\uff12\uff14-01-2\u0665T00:00:00.000Z",
 ]
 
 
@@ -89,11 +91,17 @@ def test_binary_rows_store_what_text_rows_store(postgres_url: str, on_conflict: 
 
 
 @pytest.mark.parametrize(
-    ("stamp_type", "state_type", "binary"),
-    [("TIMESTAMP", "TEXT", True), ("VARCHAR(40)", "TEXT", True), ("TIMESTAMPTZ", "JSONB", False)],
+    ("stamp_type", "state_type", "branch_type", "binary"),
+    [
+        ("TIMESTAMP", "TEXT", "TEXT", True),
+        ("VARCHAR(40)", "TEXT", "TEXT", True),
+        ("TIMESTAMPTZ", "JSONB", "TEXT", False),
+        # text input cuts a name at 63 bytes where binary input refuses it (adversary helper-31)
+        ("TIMESTAMPTZ", "TEXT", "NAME", False),
+    ],
 )
 def test_a_table_of_another_era_stores_what_text_rows_store(
-    postgres_url: str, stamp_type: str, state_type: str, binary: bool
+    postgres_url: str, stamp_type: str, state_type: str, branch_type: str, binary: bool
 ) -> None:
     """``timestamp`` without a zone takes the digits of the UTC text (the zone is ignored),
     whatever the session's TimeZone; a table that is not all text and timestamps gets text lines."""
@@ -106,8 +114,8 @@ def test_a_table_of_another_era_stores_what_text_rows_store(
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(
                     "CREATE TABLE sessions (session TEXT PRIMARY KEY, repo_name TEXT NOT NULL, repo_url TEXT NOT NULL, "
-                    f"created_at {stamp_type}, task_id TEXT, branch TEXT, pr_state {state_type}, pull_request TEXT, "
-                    "record TEXT)"
+                    f"created_at {stamp_type}, task_id TEXT, branch {branch_type}, pr_state {state_type}, "
+                    "pull_request TEXT, record TEXT)"
                 )
             store = PostgresStore(postgres_url)
             try:

@@ -143,8 +143,11 @@ def to_iso(text: str) -> str | None:
 
 def storable(value: str) -> str | None:
     """The UTC instant to put into a typed timestamp column, when ``value`` parses and its
-    year is within 1..9999 (what every reader, JavaScript and Python alike, reads back)."""
-    if _already_iso(value):
+    year is within 1..9999 (what every reader, JavaScript and Python alike, reads back), in
+    ASCII digits: digits of another script (which ``\\d`` matches and ``int`` reads) are read as
+    their instant and written as ``Date.toISOString()`` prints it, never passed through (a
+    PostgreSQL column refused them, and with them the whole migration)."""
+    if value.isascii() and _already_iso(value):
         return value
     ms = epoch_ms(value)
     if ms is None:

@@ -19,6 +19,8 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
+import psycopg
+
 from minsky import original
 from minsky.model import SessionRecord
 from minsky_backend_postgres import schema
@@ -33,10 +35,16 @@ _from_iso: Final = datetime.datetime.fromisoformat
 _NAIVE: Final = datetime.datetime(2000, 1, 1)  # subtracting the zoned epoch from it raises TypeError
 
 
-def fits(table: original.Table) -> bool:
-    """Whether every column written takes text or a timestamp (a JSON or typed column: text COPY)."""
+# Types whose binary input is their text's bytes (or a timestamp's microseconds) and reads what
+# text COPY reads. Not ``name``: its text input cuts a value at 63 bytes, its binary input refuses it.
+_BINARY_TYPES: Final = frozenset({"text", "varchar", "bpchar", "citext", "timestamptz", "timestamp"})
+
+
+def fits(conn: psycopg.Connection[Any], table: original.Table) -> bool:
+    """Whether every column written is of a type ``_BINARY_TYPES`` holds (else: text COPY)."""
     written = set(schema.write_columns(table))
-    return all(c.kind in ("text", "timestamp") for c in table.columns if c.name in written)
+    types = {name: udt for name, udt, *_ in conn.execute(schema.COLUMNS_QUERY).fetchall()}
+    return all(types.get(name) in _BINARY_TYPES for name in written)
 
 
 def count(fields: int) -> bytes:

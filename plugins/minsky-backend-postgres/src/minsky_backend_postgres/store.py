@@ -539,7 +539,7 @@ class _Lines:
         utf8 = conn.info.encoding == "utf-8" or conn.info.parameter_status("server_encoding") == "SQL_ASCII"
         # Binary rows when every column takes text or a timestamp (minsky's own table): the
         # server's cheapest parse (``copybinary``); text lines for a table with a JSON column.
-        self.binary = utf8 and copybinary.fits(table)
+        self.binary = utf8 and copybinary.fits(conn, table)
         self.make: Callable[[SessionRecord], bytes | None] | None = None
         if self.binary:
             self.make = functools.partial(copybinary.copy_row, table)
@@ -574,7 +574,12 @@ class _Lines:
         if row is None:  # a renamed copy, or none was made for it: made here, as it would have been
             row = self.make(record)
         if row is None:  # a NUL in a cell (admitted records have none): what write_row would raise
-            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+            if any(type(cell) is str and "\x00" in cell for cell in schema.to_row(self.table, record)):
+                raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+            raise StoreError(  # a cell binary COPY cannot carry (none known: ``copybinary``)
+                f"session {record.session!r}: its row cannot be sent as binary COPY",
+                hint="rerun with MINSKY_FORKED_READ_MIN=off (rows are then sent as text), and report it",
+            )
         return row
 
 
