@@ -605,7 +605,6 @@ class _DirectCopyWriter:
         )
         self._open: contextlib.ExitStack | None = None
         self._copy: psycopg.Copy | None = None
-        self._signed = False  # the open COPY's binary signature sent (or text: none to send)
         self._names: list[str] = []
         self.lines = _Lines(conn, table)
 
@@ -613,6 +612,7 @@ class _DirectCopyWriter:
         return self.lines.offer()
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
+        head = b""  # what a new COPY's data opens with: binary data's signature
         if self._copy is None:
             stack = contextlib.ExitStack()
             try:
@@ -624,16 +624,14 @@ class _DirectCopyWriter:
                     exc, _offender(exc, [r.session for r in batch]), "writing sessions"
                 ) from None
             self._open = stack
-            self._signed = not (self.lines.offered and self.lines.binary)  # binary data opens with its signature
+            head = copybinary.SIGNATURE if self.lines.offered and self.lines.binary else b""
         try:
             if not self.lines.offered:
                 write_row, to_row, table = self._copy.write_row, schema.to_row, self.table
                 for record in batch:
                     write_row(to_row(table, record))
             else:  # one write a batch: each Copy.write is a round through libpq
-                rows = b"".join(map(self.lines.line_of, batch))
-                self._copy.write(rows if self._signed else copybinary.SIGNATURE + rows)
-                self._signed = True
+                self._copy.write(head + b"".join(map(self.lines.line_of, batch)))
         except psycopg.Error as exc:
             self._fail(exc, [*self._names, *(r.session for r in batch)])
         except BaseException:
@@ -650,7 +648,7 @@ class _DirectCopyWriter:
         if stack is None:
             return
         try:
-            if open_copy is not None and self.lines.offered and self.lines.binary and self._signed:
+            if open_copy is not None and self.lines.offered and self.lines.binary:
                 open_copy.write(copybinary.TRAILER)
             stack.close()
         except psycopg.Error as exc:
