@@ -154,3 +154,46 @@ def test_a_byte_another_program_wrote_into_sql_ascii_spoils_its_record_only(
             "café",
             "three",
         ]
+
+
+def test_a_stray_byte_in_a_sql_ascii_name_is_refused_by_name_and_repaired(
+    postgres_server_url: str, minsky: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adversary helper-32: a name read with a stray byte could not be sent back (`check --repair`,
+    `session end --all`, `delete` exited 4 claiming nothing was written), and a stray byte in a
+    jsonb column was an internal error on every read."""
+    with _database(postgres_server_url, "SQL_ASCII") as url:
+        monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "json")
+        monkeypatch.setenv(
+            "MINSKY_SESSIONDB_DB_PATH", str(_store(tmp_path / "in.json", ["café", "two", "three", "four"]))
+        )
+        assert minsky("sessiondb", "migrate", "to", "postgres", "--connection-string", url).exit_code == 0
+        with psycopg.connect(url, autocommit=True) as conn:  # as another program would: SQL_ASCII, raw bytes
+            conn.execute("SET client_encoding TO 'SQL_ASCII'")
+            conn.execute(
+                "UPDATE sessions SET session = E'bad\\xe9', record = replace(record, '\"two\"', E'\"bad\\xe9\"') "
+                "WHERE session = 'two'"
+            )
+        monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "postgres")
+        monkeypatch.setenv("MINSKY_POSTGRES_URL", url)
+        ended = minsky("session", "end", "--all")
+        assert ended.exit_code == 0 and "bad\\udce9" in ended.output, ended.output
+        listed = minsky("session", "list", "--json")
+        assert listed.exit_code == 0, listed.output
+        assert sorted(r["session"] for r in json.loads(listed.stdout)["sessions"]) == ["café", "four", "three"]
+        assert "skipped session 'bad\\udce9'" in listed.stderr
+        repaired = minsky("sessiondb", "check", "--repair", "--json")
+        assert repaired.exit_code == 0, repaired.output
+        quarantined = json.loads(Path(json.loads(repaired.stdout)["quarantined"]["file"]).read_text())
+        assert [e["session"] for e in quarantined["entries"]] == ["bad\udce9"]
+        assert minsky("sessiondb", "check").exit_code == 0
+        # A stray byte in a jsonb cell: no internal error (a strict decode in psycopg's loader was one).
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET client_encoding TO 'SQL_ASCII'")
+            conn.execute("ALTER TABLE sessions ALTER COLUMN pr_state TYPE jsonb USING pr_state::jsonb")
+            conn.execute("UPDATE sessions SET pr_state = E'{\"branchName\": \"x\\xe9\"}' WHERE session = 'four'")
+        # A cell whose digest cannot be taken is the store's error, one line (as a cell of any
+        # other unrepresentable value is: ``original.row_reader``), not an internal one.
+        listed = minsky("session", "list")
+        assert listed.exit_code == 4 and "internal error" not in listed.output, listed.output
+        assert "U+DCE9 is a lone surrogate" in listed.stderr and len(listed.stderr.splitlines()) == 1

@@ -11,13 +11,14 @@ with ``psycopg.sql``."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import psycopg
 from psycopg import sql
 from psycopg.adapt import Loader
-from psycopg.types.string import TextLoader
+from psycopg.types.string import StrDumperUnknown, TextLoader
 
 from minsky import original
 from minsky.backend import MovedMark
@@ -298,15 +299,39 @@ def settle_encoding(conn: psycopg.Connection[Any]) -> None:
     if server == "SQL_ASCII":
         for name in _TEXTUAL:
             conn.adapters.register_loader(name, _BytesAsUtf8Loader)
+        for name in ("json", "jsonb"):
+            conn.adapters.register_loader(name, _JsonAsUtf8Loader)
+        # A name read with a stray byte goes back as those bytes (``session delete``, `check
+        # --repair`'s DELETE): strict UTF-8 refused it, and every command naming it failed.
+        conn.adapters.register_dumper(str, _StrAsUtf8Dumper)
 
 
 # What psycopg loads as text (0: every type it does not know: information_schema's domains, citext).
 _TEXTUAL: Final = (0, "text", "varchar", "bpchar", "name", '"char"')
 
 
+def _text(data: Any) -> str:
+    return bytes(data).decode("utf-8", "surrogateescape")
+
+
 class _BytesAsUtf8Loader(Loader):
     def load(self, data: Any) -> str:
-        return bytes(data).decode("utf-8", "surrogateescape")
+        return _text(data)
+
+
+class _JsonAsUtf8Loader(Loader):
+    """psycopg's JSON loading (``json.loads``) of the text as decoded here: a stray byte is a
+    lone surrogate in the value, refused by name, where a strict decode failed the read."""
+
+    def load(self, data: Any) -> Any:
+        return json.loads(_text(data))
+
+
+class _StrAsUtf8Dumper(StrDumperUnknown):
+    def dump(self, obj: str) -> bytes:
+        if "\x00" in obj:
+            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        return obj.encode("utf-8", "surrogateescape")
 
 
 def text_loader(conn: psycopg.Connection[Any]) -> type[Loader]:
