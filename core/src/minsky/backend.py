@@ -185,6 +185,23 @@ class ForkableStore(Protocol):
         the parent just before the fork; the result is used only in the child."""
 
 
+SplitRead = tuple[Callable[[Any], SessionRecord], Iterator[Sequence[Any]]]
+
+
+@runtime_checkable
+class SplitReadStore(Protocol):
+    """Optional, with ``ForkableStore``: a read that splits into fetching rows and decoding them,
+    so that a forked read decodes on more cores than one (``minsky.forked``)."""
+
+    def read_split(self) -> SplitRead | None:
+        """``(decode, batches)``: ``[decode(row) for batch in batches for row in batch]`` is what
+        ``read()`` gives, record for record and in order, in one snapshot, each error raised
+        where ``read()`` raises it (a row's by ``decode``, the store's by ``batches``). A row is
+        what the driver fetched (picklable); ``decode`` may run in a process forked once the
+        first batch has been fetched, and uses nothing open (no connection, no file). None when
+        this store's ``read()`` is not that (a subclass changed it): the engine then reads it."""
+
+
 @runtime_checkable
 class ChangeTokenStore(Protocol):
     """Optional: what spares a migration its second read of the source (``minsky.catchup``).

@@ -5,6 +5,12 @@ writer thread share a core. A child forked just before the read decodes the sour
 (fetch, checks, canonical forms) on the other core while the parent writes the target:
 the parent only rebuilds each record from bytes the child proved exact.
 
+Decoding costs several times what fetching does, so a store whose read splits into the two
+(``SplitReadStore``) is decoded by more processes than one: the reader child forks decoders
+once its read is open, and the batches go round in turns (batch k to process k mod n), each
+process writing its own pipe, which the parent reads in the same turns: the source's order,
+with no reordering buffer.
+
 Used only where nothing can tell the difference: the source says its reads may run in a
 fork (``ForkableStore``), no plugin wraps the read hook (a wrapper's state would live in
 the child), the platform forks (Linux), and the store is big enough for it to pay.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import pickle
@@ -22,13 +29,13 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Final
 
 import orjson
 
 from minsky import hooks
-from minsky.backend import ForkableStore, ReadableStore
+from minsky.backend import ForkableStore, ReadableStore, SplitReadStore
 from minsky.codec import (
     UnrepresentableError,
     canonical,
@@ -51,7 +58,9 @@ overrides it (``0``: always; ``off``: never)."""
 BATCH: Final = 250  # records a message carries
 PIPE_BYTES: Final = 1 << 20  # the pipe holds ~1,000 records: the child reads on while the parent writes
 _HEAD: Final = struct.Struct("<I")
-_BATCH, _ERROR, _DONE = b"B", b"E", b"D"
+# A batch (ends its turn), part of a batch (an error follows), an error, the end; rows to decode.
+_BATCH, _PART, _ERROR, _DONE, _ROWS = b"B", b"P", b"E", b"D", b"R"
+MAX_DECODERS: Final = 3  # beyond it the single fetching process is the bound
 GRACE_SECONDS: Final = 5.0  # for a child that finished, or was told to stop, to end by itself
 RECURSION_LIMIT: Final = 20_000
 
@@ -83,6 +92,20 @@ def key_order_needed(renames: bool) -> bool:
     return renames or not all(impl.plugin_name == "minsky.builtin" for impl in impls)
 
 
+def decoders(store: ReadableStore) -> int:
+    """How many processes besides the reader decode a read of ``store``: one a core beyond the
+    first, at most ``MAX_DECODERS``; none when its read does not split (``SplitReadStore``).
+    ``MINSKY_READ_DECODERS=N`` overrides it (``0``: the reader decodes alone)."""
+    if not isinstance(store, SplitReadStore):
+        return 0
+    setting = os.environ.get("MINSKY_READ_DECODERS", "").strip()
+    try:
+        count = int(setting) if setting else len(os.sched_getaffinity(0)) - 1
+    except ValueError:
+        count = len(os.sched_getaffinity(0)) - 1
+    return max(0, min(count, MAX_DECODERS))
+
+
 def read_in_child(
     store: ForkableStore, maker: Callable[[SessionRecord], object] | None, *, key_order: bool = True
 ) -> Iterator[SessionRecord] | None:
@@ -99,32 +122,39 @@ def read_in_child(
     does: its next write finds the pipe closed. None when no child can be forked (a process
     limit): the caller reads in this process."""
     reader = store.fork_reader()  # shares no connection or file offset with the parent's store
-    receive, send = os.pipe()
-    with contextlib.suppress(OSError):  # Linux; elsewhere the default pipe only makes it slower
-        fcntl.fcntl(send, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
+    pipes = [_pipe() for _ in range(1 + decoders(reader))]  # one a turn: the reader's, each decoder's
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         pid = os.fork()
     except OSError as exc:  # EAGAIN: RLIMIT_NPROC, a cgroup's pids.max
         log.debug("no reader process (%s): reading in this one", exc)
-        os.close(receive)
-        os.close(send)
+        for fd in itertools.chain.from_iterable(pipes):
+            os.close(fd)
         return None
     if pid == 0:  # the child: never returns
-        os.close(receive)
         status = 1
         try:
+            for receive, _ in pipes:
+                os.close(receive)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent too, which ends us
             for signum in (signal.SIGTERM, signal.SIGHUP):  # unwound: the source closed, a query cancelled
                 signal.signal(signum, _stop)
-            _serve(reader, send, maker, store.location, key_order)
+            _serve(reader, [send for _, send in pipes], maker, store.location, key_order)
             status = 0
         finally:
             os._exit(status)  # no atexit handlers, no finalizers of the parent's objects
-    os.close(send)
-    return _FromChild(pid, receive, store.location, maker)
+    for _, send in pipes:
+        os.close(send)
+    return _FromChild(pid, [receive for receive, _ in pipes], store.location, maker)
+
+
+def _pipe() -> tuple[int, int]:
+    receive, send = os.pipe()
+    with contextlib.suppress(OSError):  # Linux; elsewhere the default pipe only makes it slower
+        fcntl.fcntl(send, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
+    return receive, send
 
 
 class _Stopped(SystemExit):
@@ -138,14 +168,38 @@ def _stop(signum: int, _frame: object) -> None:
     raise _Stopped(signum)
 
 
+class _Turns:
+    """Where the reader sends each turn's message: turn k's to ``outs[k % n]``, a pipe to the
+    parent or (``relayed``) a decoder's rows pipe, which passes on what is not rows to decode."""
+
+    def __init__(self, outs: list[tuple[int, bool]]) -> None:
+        self.outs, self.turn = outs, 0
+
+    def relayed(self) -> bool:
+        return self.outs[self.turn % len(self.outs)][1]
+
+    def send(self, kind: bytes, payload: Any) -> None:
+        _send(self.outs[self.turn % len(self.outs)][0], kind, payload)
+        if kind in (_BATCH, _ROWS):  # each ends a turn: a decoder answers rows with one batch
+            self.turn += 1
+
+
 def _serve(
-    store: ReadableStore, fd: int, maker: Callable[[SessionRecord], object] | None, location: str, key_order: bool
+    store: ReadableStore,
+    fds: list[int],
+    maker: Callable[[SessionRecord], object] | None,
+    location: str,
+    key_order: bool,
 ) -> None:
     """The child's work; the source is closed however it ends (an exception raised while telling
     the parent must not leave it open: ``os._exit`` runs no finalizer)."""
-    records = hooks.read(store)
+    split = store.read_split() if len(fds) > 1 and isinstance(store, SplitReadStore) else None
+    records: Iterator[Any] = hooks.read(store) if split is None else split[1]
     try:
-        _stream(records, fd, maker, location, key_order)
+        if split is None:
+            _stream(records, _Turns([(fd, False) for fd in fds]), maker, location, key_order)
+        else:
+            _stream_split(split[0], records, fds, maker, location, key_order)
     finally:
         close = getattr(records, "close", None)
         if callable(close):
@@ -155,7 +209,7 @@ def _serve(
 
 def _stream(
     records: Iterator[SessionRecord],
-    fd: int,
+    turns: _Turns,
     maker: Callable[[SessionRecord], object] | None,
     location: str,
     key_order: bool,
@@ -164,28 +218,160 @@ def _stream(
     batch: list[Any] = []
     try:
         for record in records:
-            made = None
-            if maker is not None:
-                try:
-                    made = maker(record)
-                except Exception:  # the writer makes it again, and fails there as it would have
-                    made = None
-            batch.append((_portable(record, key_order or made is None), made))
+            batch.append(_crossing(record, maker, key_order))
             if len(batch) >= BATCH:
-                _send(fd, _BATCH, batch)
+                turns.send(_BATCH, batch)
                 batch = []
         if batch:
-            _send(fd, _BATCH, batch)
-        _send(fd, _DONE, None)
+            turns.send(_BATCH, batch)
+        turns.send(_DONE, None)
     except BrokenPipeError:  # the parent stopped reading: nothing to tell it
         return
     except _Stopped as exc:
-        name = signal.Signals(exc.args[0]).name
-        _send(fd, _ERROR, (StoreError(f"reading {location}: the process reading it was stopped ({name})"), ""))
+        turns.send(_ERROR, _stopped(exc, location))
     except BaseException as exc:  # what was read comes first, then the error, raised by the parent
         if batch:
+            turns.send(_PART, batch)
+        turns.send(_ERROR, (_picklable(exc), traceback.format_exc()))
+
+
+def _stream_split(
+    decode: Callable[[Any], SessionRecord],
+    batches: Iterator[Sequence[Any]],
+    fds: list[int],
+    maker: Callable[[SessionRecord], object] | None,
+    location: str,
+    key_order: bool,
+) -> None:
+    """``_stream`` of a split read: once the first batch is fetched (the decoder then has what it
+    needs), decoders are forked for the turns after the first; this process fetches every batch,
+    decodes its own turns' and sends the others' rows on."""
+    workers: list[tuple[int, int]] = []
+    turns = _Turns([(fds[0], False)])
+    batch: list[Any] = []
+    try:
+        first = next(batches, None)
+        if first is not None:
+            outs = _fork_decoders(fds, decode, maker, key_order, location, workers)
+            turns = _Turns(outs)
+        for rows in itertools.chain(() if first is None else (first,), batches):
+            if turns.relayed():
+                turns.send(_ROWS, rows)
+                continue
+            batch = []
+            for row in rows:
+                batch.append(_crossing(decode(row), maker, key_order))
+            turns.send(_BATCH, batch)
+            batch = []
+        turns.send(_DONE, None)
+    except BrokenPipeError:  # the parent (or a decoder, which the parent then finds gone) stopped
+        return
+    except _Stopped as exc:
+        turns.send(_ERROR, _stopped(exc, location))
+    except BaseException as exc:
+        if batch:
+            turns.send(_PART, batch)
+        turns.send(_ERROR, (_picklable(exc), traceback.format_exc()))
+    finally:
+        # Our pipe first: a parent waiting on it for a turn we never sent learns now, stops, and
+        # closes the decoders' pipes, which ends any decoder blocked writing to it.
+        os.close(fds[0])
+        for _, rows_fd in workers:
+            os.close(rows_fd)  # a decoder ends once it has passed on what it was sent
+        for pid, _ in workers:
+            _wait(pid, None)  # no deadline: its last batches wait for the parent, however slow its writes
+
+
+def _fork_decoders(
+    fds: list[int],
+    decode: Callable[[Any], SessionRecord],
+    maker: Callable[[SessionRecord], object] | None,
+    key_order: bool,
+    location: str,
+    workers: list[tuple[int, int]],
+) -> list[tuple[int, bool]]:
+    """A decoder for each pipe to the parent after the first (appended to ``workers`` as its pid
+    and its rows pipe); the turns' outputs. A turn no decoder could be forked for (a process
+    limit) is this process's own, on that pipe."""
+    outs = [(fds[0], False)]
+    for i in range(1, len(fds)):
+        receive, send = _pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            log.debug("no decoder process (%s): the reader decodes its turns", exc)
+            os.close(receive)
+            os.close(send)
+            outs += [(fd, False) for fd in fds[i:]]
+            return outs
+        if pid == 0:  # the decoder: never returns
+            status = 1
+            try:
+                # Only its rows pipe and its pipe to the parent: an end of another's kept open here
+                # would hide the reader's end (or the parent's) from it. (The pipes of the decoders
+                # forked before it are closed here already; their numbers may be reused.)
+                for fd in [send, fds[0], *fds[i + 1 :], *(rows for _, rows in workers)]:
+                    os.close(fd)
+                _decode_turns(receive, fds[i], decode, maker, key_order, location)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(receive)
+        os.close(fds[i])  # the decoder's alone: the parent finds it closed if the decoder dies
+        workers.append((pid, send))
+        outs.append((send, True))
+    return outs
+
+
+def _decode_turns(
+    rows_fd: int,
+    fd: int,
+    decode: Callable[[Any], SessionRecord],
+    maker: Callable[[SessionRecord], object] | None,
+    key_order: bool,
+    location: str,
+) -> None:
+    """A decoder's work: each batch of rows the reader sends, as one batch to the parent (or the
+    records before a row's error, then the error); anything else the reader sends, passed on."""
+    inbox = _Inbox(rows_fd)
+    batch: list[Any] = []
+    try:
+        while (message := inbox.next()) is not None:
+            kind, body = message
+            if kind != _ROWS:
+                _send_bytes(fd, kind, body)
+                continue
+            batch = []
+            for row in pickle.loads(body):  # noqa: S301 - from the reader, our own process
+                batch.append(_crossing(decode(row), maker, key_order))
             _send(fd, _BATCH, batch)
+            batch = []
+    except BrokenPipeError:
+        return
+    except _Stopped as exc:
+        _send(fd, _ERROR, _stopped(exc, location))
+    except BaseException as exc:
+        if batch:
+            _send(fd, _PART, batch)
         _send(fd, _ERROR, (_picklable(exc), traceback.format_exc()))
+
+
+def _crossing(
+    record: SessionRecord, maker: Callable[[SessionRecord], object] | None, key_order: bool
+) -> tuple[Any, object]:
+    """What crosses to the parent for a record: its portable form and its row."""
+    made = None
+    if maker is not None:
+        try:
+            made = maker(record)
+        except Exception:  # the writer makes it again, and fails there as it would have
+            made = None
+    return _portable(record, key_order or made is None), made
+
+
+def _stopped(exc: _Stopped, location: str) -> tuple[BaseException, str]:
+    name = signal.Signals(exc.args[0]).name
+    return StoreError(f"reading {location}: the process reading it was stopped ({name})"), ""
 
 
 def _portable(record: SessionRecord, key_order: bool = True) -> Any:
@@ -238,6 +424,10 @@ def _send(fd: int, kind: bytes, payload: Any) -> None:
         body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         sys.setrecursionlimit(limit)
+    _send_bytes(fd, kind, body)
+
+
+def _send_bytes(fd: int, kind: bytes, body: bytes | memoryview) -> None:
     head = _HEAD.pack(len(body) + 1) + kind
     sent = os.writev(fd, [head, body])  # no copy of the batch to put the head before it
     if sent < len(head):
@@ -263,12 +453,35 @@ def _read_into(fd: int, view: memoryview) -> bool:
     return True
 
 
-class _FromChild:
-    """The records the child sends, in order. Closing it (whether or not it was started) closes
-    the pipe, which stops a child still reading at its next write, and reaps the child."""
+class _Inbox:
+    """The messages of one pipe, each read into one buffer grown as needed (never joined nor
+    sliced); a message is valid until the next is read."""
 
-    def __init__(self, pid: int, fd: int, location: str, maker: Callable[[SessionRecord], object] | None) -> None:
-        self.pid, self.fd, self.location, self.maker = pid, fd, location, maker
+    def __init__(self, fd: int) -> None:
+        self.fd, self.head, self.buffer = fd, bytearray(_HEAD.size), bytearray()
+
+    def next(self) -> tuple[bytes, memoryview] | None:
+        """The next message's kind and body; None when the pipe ended before a whole one."""
+        if not _read_into(self.fd, memoryview(self.head)):
+            return None
+        size = _HEAD.unpack(self.head)[0]
+        if size > len(self.buffer):
+            self.buffer = bytearray(size)
+        message = memoryview(self.buffer)[:size]
+        if not size or not _read_into(self.fd, message):
+            return None
+        return message[:1].tobytes(), message[1:]
+
+
+class _FromChild:
+    """The records the child (and its decoders) send, in order: turn k's batch from pipe k mod n.
+    Closing it (whether or not it was started) closes the pipes, which stops a child still
+    reading at its next write, and reaps the child."""
+
+    def __init__(
+        self, pid: int, fds: list[int], location: str, maker: Callable[[SessionRecord], object] | None
+    ) -> None:
+        self.pid, self.fds, self.location, self.maker = pid, fds, location, maker
         self.records: Generator[SessionRecord, None, None] = self._receive()
 
     def __iter__(self) -> Iterator[SessionRecord]:
@@ -282,31 +495,31 @@ class _FromChild:
         self._shut(patient=False)
 
     def _shut(self, *, patient: bool) -> str:
-        fd, self.fd = self.fd, -1
-        if fd < 0:
+        fds, self.fds = self.fds, []
+        if not fds:
             return "ended"
-        os.close(fd)  # a child still reading finds its pipe closed at its next write, and stops
+        for fd in fds:
+            os.close(fd)  # a child still reading finds its pipe closed at its next write, and stops
         return _reap(self.pid, patient=patient)
 
     def _receive(self) -> Generator[SessionRecord, None, None]:
         finished = False
-        head = bytearray(_HEAD.size)
-        buffer = bytearray()  # one for every message, grown as needed: read into, never joined nor sliced
+        inboxes = [_Inbox(fd) for fd in self.fds]
+        turn = 0
         try:
             while True:
-                size = _HEAD.unpack(head)[0] if _read_into(self.fd, memoryview(head)) else 0
-                if size > len(buffer):
-                    buffer = bytearray(size)
-                with memoryview(buffer)[:size] as body:
-                    if not size or not _read_into(self.fd, body):
-                        finished = True
-                        raise StoreError(
-                            f"reading {self.location}: the process reading it ended before the end "
-                            f"({self._shut(patient=True)})",
-                            hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
-                        )
-                    kind, payload = body[:1].tobytes(), pickle.loads(body[1:])  # noqa: S301 - from our own child
-                if kind == _BATCH:
+                message = inboxes[turn % len(inboxes)].next()
+                if message is None:
+                    finished = True
+                    raise StoreError(
+                        f"reading {self.location}: the process reading it ended before the end "
+                        f"({self._shut(patient=True)})",
+                        hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
+                    )
+                kind, body = message
+                payload = pickle.loads(body)  # noqa: S301 - from our own child
+                if kind in (_BATCH, _PART):
+                    turn += kind == _BATCH
                     maker = self.maker
                     for item, made in payload:
                         if len(item) > 2:  # its dict decoded exactly, only when asked

@@ -36,6 +36,7 @@ _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
 _STORE_TABLES = frozenset({"sessions", "__drizzle_migrations"})  # minsky's and the original's
 _KEYS = "SELECT session FROM sessions ORDER BY rowid"
 _KEYS_BY_INDEX = "SELECT session FROM sessions ORDER BY +rowid"  # (+: not the table's own order)
+_SPLIT_BATCH = 250  # rows a batch of ``read_split``: one message of a forked read
 
 
 @attrs.frozen
@@ -315,6 +316,33 @@ class SqliteStore:
             if conn is not None:
                 conn.execute("BEGIN")  # one snapshot for the whole stream
                 yield from self._select(conn, "ORDER BY rowid")
+
+    def read_split(self) -> tuple[Callable[[Any], SessionRecord], Iterator[Sequence[Any]]] | None:
+        """``read()`` as fetched rows and their decoder (``SplitReadStore``): a forked read
+        decodes them on another core too. None when a subclass changed ``read()``."""
+        if type(self).read is not SqliteStore.read:
+            return None
+        tables: list[original.Table] = []  # the table the read found, once its first batch is fetched
+        decode = self._decode  # as ``_select`` does (tests replace it)
+
+        def batches() -> Iterator[Sequence[Any]]:
+            with self._reader() as conn:
+                if conn is None:
+                    return
+                conn.execute("BEGIN")  # one snapshot for the whole stream
+                table = self._table(conn)
+                if table is None:
+                    return
+                tables.append(table)
+                cursor = conn.execute(f"{schema.select_sql(table)} ORDER BY rowid")
+                try:
+                    while rows := cursor.fetchmany(_SPLIT_BATCH):
+                        yield rows
+                finally:
+                    with contextlib.suppress(sqlite3.ProgrammingError):  # as in _select
+                        cursor.close()
+
+        return (lambda row: decode(tables[0], row)), batches()
 
     def read_canonical(self) -> Iterator[bytes]:
         """Verification's fast path: the canonical forms as stored in the record column (minsky

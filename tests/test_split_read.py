@@ -1,0 +1,190 @@
+"""A forked read of a SQLite store is decoded by more processes than one (``minsky.forked``:
+``SplitReadStore``): the reader fetches every batch and decodes its own turns, decoders the
+others'. What the target holds, the order it is written in, each error and where it falls
+must be what one process reading alone gives; a decoder that dies, or a writer that fails,
+leaves one line of error and no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minsky import forked
+from minsky.errors import MinskyError, StoreError
+from minsky.migrate import Endpoint, migrate
+from minsky.model import SessionRecord
+from minsky.testing.records import generated_records
+from minsky_backend_json.store import JsonStore
+from minsky_backend_sqlite.store import SqliteStore
+from test_forked_read import PARENT, FailingTarget, no_children_left, sqlite_source, storable
+from test_original_rows import hostile_records
+
+ROWS = forked.BATCH * 5 + 17  # six turns: the reader's and the decoders' alike, and a short last one
+SETTINGS = {  # MINSKY_FORKED_READ_MIN, MINSKY_READ_DECODERS
+    "a single process": ("off", "0"),
+    "reader alone": ("0", "0"),
+    "1 decoder": ("0", "1"),
+    "3 decoders": ("0", "3"),
+}
+
+
+def read_by(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    least, decoders = SETTINGS[how]
+    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", least)
+    monkeypatch.setenv("MINSKY_READ_DECODERS", decoders)
+
+
+def ours_alive() -> list[int]:
+    """Processes forked from this one (same command line and process group), orphans included."""
+    me, group = os.getpid(), os.getpgrp()
+    command = Path("/proc/self/cmdline").read_bytes()
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if (entry / "cmdline").read_bytes() == command and os.getpgid(int(entry.name)) == group and state != "Z":
+                alive.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return alive
+
+
+def none_left(seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while ours_alive():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return no_children_left()
+
+
+def awkward_source(path: Path) -> SqliteStore:
+    """Generated records with hostile ones among them, and rows a foreign writer changed since
+    (their cells win over the record: the slow path), across every turn."""
+    records = storable(hostile_records())
+    names = {r.session for r in records}
+    records += [r for r in generated_records(ROWS) if r.session not in names]
+    store = sqlite_source(path, records)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sessions SET repo_name = 'changed ' || rowid WHERE rowid % 97 = 0")
+        conn.execute("UPDATE sessions SET task_id = NULL WHERE rowid % 89 = 0")
+    conn.close()
+    return store
+
+
+def test_every_way_of_reading_gives_the_same_target_in_the_same_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = Endpoint("sqlite", awkward_source(tmp_path / "s.db"))
+    targets = {}
+    for how in SETTINGS:
+        read_by(how, monkeypatch)
+        path = tmp_path / f"{how.replace(' ', '-')}.json"
+        report = migrate(source, Endpoint("json", JsonStore(path)), verify=True)
+        assert report.ok, report.to_json()
+        targets[how] = path.read_bytes()
+        assert none_left(), how
+    assert report.written > ROWS
+    first = targets["a single process"]
+    assert all(target == first for target in targets.values()), [h for h, t in targets.items() if t != first]
+
+
+class Damaged(SqliteStore):
+    """A source whose row ``bad`` no reader can decode: its record column is not JSON."""
+
+
+def damaged_source(path: Path, bad: int) -> SqliteStore:
+    store = sqlite_source(path, generated_records(ROWS))
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sessions SET record = '{not json' WHERE rowid = ?", (bad + 1,))
+    conn.close()
+    return store
+
+
+@pytest.mark.parametrize("bad", [3, forked.BATCH + 3, forked.BATCH * 3 + 7, ROWS - 1])
+def test_a_row_no_one_can_decode_is_the_same_error_whichever_process_meets_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int
+) -> None:
+    source = Endpoint("sqlite", damaged_source(tmp_path / "s.db", bad))
+    errors = {}
+    for how in SETTINGS:
+        read_by(how, monkeypatch)
+        target = tmp_path / f"{how.replace(' ', '-')}.db"
+        with pytest.raises(MinskyError) as caught:
+            migrate(source, Endpoint("sqlite", SqliteStore(target)))
+        errors[how] = (type(caught.value), str(caught.value))
+        assert not target.exists(), how
+        assert none_left(), how
+    assert len(set(errors.values())) == 1, errors
+    assert f"session 'gen-{bad:06d}'" in errors["1 decoder"][1]
+
+
+class KilledDecoder(SqliteStore):
+    """A source whose decoder process is killed outright while decoding ``victim``."""
+
+    victim = f"gen-{forked.BATCH + 10:06d}"  # the second batch: a decoder's turn
+
+    def _decode(self, table: Any, row: tuple[object, ...]) -> SessionRecord:
+        if row[0] == self.victim and os.getpid() != PARENT:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super()._decode(table, row)
+
+
+def test_a_decoder_killed_midway_is_one_error_nothing_written_and_no_process_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_by("1 decoder", monkeypatch)
+    source = sqlite_source(tmp_path / "s.db", generated_records(ROWS), KilledDecoder)
+    target = tmp_path / "t.json"
+    with pytest.raises(StoreError) as caught:
+        migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(target)))
+    message = str(caught.value)
+    assert "ended before the end" in message and str(source.path) in message and "\n" not in message
+    assert not target.exists()
+    assert none_left()
+    assert [r.session for r in SqliteStore(source.path).read()] == [r.session for r in generated_records(ROWS)]
+
+
+@pytest.mark.parametrize("how", ["1 decoder", "3 decoders"])
+def test_a_writer_failing_midway_ends_the_reader_and_every_decoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    read_by(how, monkeypatch)
+    source = sqlite_source(tmp_path / "s.db", generated_records(forked.BATCH * 40))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="disk full"):
+        migrate(Endpoint("sqlite", source), Endpoint("sqlite", FailingTarget(tmp_path / "t.db")))
+    assert time.monotonic() - started < forked.GRACE_SECONDS, "a process was waited for, not told to stop"
+    assert none_left()
+    assert not Path(f"{source.path}-wal").exists(), "the reader did not close its source"
+    assert not (tmp_path / "t.db").exists()
+
+
+class Overridden(SqliteStore):
+    """A subclass that changes ``read()``: its read must not be split past it."""
+
+    def read(self) -> Iterator[SessionRecord]:
+        for record in super().read():
+            if record.session != "gen-000005":
+                yield record
+
+
+def test_a_store_whose_read_a_subclass_changed_is_read_through_that_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_by("1 decoder", monkeypatch)
+    source = sqlite_source(tmp_path / "s.db", generated_records(ROWS), Overridden)
+    assert source.read_split() is None
+    report = migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(tmp_path / "t.json")))
+    assert report.written == ROWS - 1
+    assert none_left()
