@@ -27,9 +27,9 @@ from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
 from minsky_backend_sqlite import schema, step
+from minsky_backend_sqlite.rows import KEY_IS, bound, fetched, lenient_text
 
 _HEADER = b"SQLite format 3\x00"
-_KEY_IS = "session = ? COLLATE BINARY"  # exact names, whatever the column's collation
 log = logging.getLogger("minsky.backend.sqlite")  # under minsky's handler: redacted, on stderr
 _LOCK_POLL_MS = 100  # how long one wait for a lock lasts before Python can see a signal
 _PRAGMA_WORD = re.compile(r"^[A-Za-z]+$")
@@ -93,6 +93,7 @@ class SqliteStore:
                 if not path.exists():  # created 0600; SQLite gives -wal/-shm the same mode
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
                 conn = sqlite3.connect(path, timeout=self.options.busy_timeout_ms / 1000, isolation_level=None)
+            conn.text_factory = lenient_text  # a stray byte another program wrote: minsky_backend_sqlite.rows
             conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
             conn.execute(f"PRAGMA cache_size = {int(self.options.cache_size)}")
             if not readonly:
@@ -280,18 +281,10 @@ class SqliteStore:
         table = self._table(conn)
         if table is None:
             return
-        cursor = conn.execute(f"{schema.select_sql(table)} {tail}", params)
         decode = self._decode  # every reader's way from a row to its record (tests replace it)
-        try:
-            while rows := cursor.fetchmany(1000):
-                for row in rows:
-                    yield decode(table, row)
-        finally:
-            # Now, not when a traceback lets go of it: an unfinished statement keeps the connection
-            # open past close(), and then the read's WAL is not removed (a read interrupted mid-fetch).
-            # (A list() abandoned after its connection closed: nothing left to finish.)
-            with contextlib.suppress(sqlite3.ProgrammingError):
-                cursor.close()
+        for rows in fetched(conn, f"{schema.select_sql(table)} {tail}", params):
+            for row in rows:
+                yield decode(table, row)
 
     def source_rows(self) -> Iterator[tuple[original.Table, Mapping[str, object]]]:
         """Every row's raw cells, in ``read()``'s order: what coverage checks are made against."""
@@ -300,12 +293,9 @@ class SqliteStore:
             if conn is None or table is None:
                 return
             conn.execute("BEGIN")
-            cursor = conn.execute(f"{schema.select_sql(table)} ORDER BY rowid")
-            try:
-                for row in cursor:
+            for rows in fetched(conn, f"{schema.select_sql(table)} ORDER BY rowid"):
+                for row in rows:
                     yield table, schema.as_mapping(table, row)
-            finally:
-                cursor.close()  # as in _select
 
     def fork_reader(self) -> SqliteStore:
         """A read opens its own connection: ``self`` reads as well in a forked child."""
@@ -334,13 +324,7 @@ class SqliteStore:
                 if table is None:
                     return
                 tables.append(table)
-                cursor = conn.execute(f"{schema.select_sql(table)} ORDER BY rowid")
-                try:
-                    while rows := cursor.fetchmany(_SPLIT_BATCH):
-                        yield rows
-                finally:
-                    with contextlib.suppress(sqlite3.ProgrammingError):  # as in _select
-                        cursor.close()
+                yield from fetched(conn, f"{schema.select_sql(table)} ORDER BY rowid", size=_SPLIT_BATCH)
 
         return (lambda row: decode(tables[0], row)), batches()
 
@@ -353,8 +337,7 @@ class SqliteStore:
             if conn is None or table is None:
                 return
             conn.execute("BEGIN")
-            cursor = conn.execute(f"{schema.select_sql(table)} ORDER BY rowid")
-            while rows := cursor.fetchmany(1000):
+            for rows in fetched(conn, f"{schema.select_sql(table)} ORDER BY rowid"):
                 for row in rows:
                     values = schema.as_mapping(table, row)
                     text, digest = values.get(original.RECORD), values.get(original.DIGEST)
@@ -381,20 +364,23 @@ class SqliteStore:
             if conn is not None and self._table(conn) is not None:
                 plan = conn.execute(f"EXPLAIN QUERY PLAN {_KEYS_BY_INDEX}").fetchall()
                 by_index = any("COVERING INDEX" in str(step[-1]) for step in plan)
-                for (name,) in conn.execute(_KEYS_BY_INDEX if by_index else _KEYS):
-                    yield name
+                conn.execute("BEGIN")  # one snapshot: ``fetched`` may have to run it again
+                for names in fetched(conn, _KEYS_BY_INDEX if by_index else _KEYS):
+                    for (name,) in names:
+                        yield name
 
     def get(self, name: str) -> SessionRecord | None:
         with self._reader() as conn:
             if conn is None:
                 return None
-            return next(self._select(conn, f"WHERE {_KEY_IS}", (name,)), None)
+            return next(self._select(conn, f"WHERE {KEY_IS}", (bound(name),)), None)
 
     def list(self, where: SessionFilter) -> Iterator[SessionRecord]:
         with self._reader() as conn:
             if conn is None:
                 return
             tail, params = "ORDER BY rowid", []
+            conn.execute("BEGIN")  # one snapshot: ``fetched`` may have to run it again
             table = self._table(conn)
             column = table.column_of.get("taskId") if table is not None else None
             if where.task_id is not None and column is not None:
@@ -530,7 +516,7 @@ class SqliteStore:
     def _refuse_clash(self, conn: sqlite3.Connection, name: str, *, existing_ok: bool) -> None:
         """A name the table's key already holds: a conflict, or (under a case-folding key such
         as the original's ``COLLATE NOCASE``) another session that would be overwritten."""
-        found = conn.execute("SELECT session FROM sessions WHERE session = ?", (name,)).fetchall()
+        found = conn.execute("SELECT session FROM sessions WHERE session = CAST(? AS TEXT)", (bound(name),)).fetchall()
         for (other,) in found:
             if other != name:
                 raise ConflictError(
@@ -561,7 +547,7 @@ class SqliteStore:
         with self._writer() as conn:
             table = self._table(conn)
             assert table is not None
-            current = next(self._select(conn, f"WHERE {_KEY_IS}", (name,)), None)
+            current = next(self._select(conn, f"WHERE {KEY_IS}", (bound(name),)), None)
             if current is None:
                 raise NotFoundError(f"no session named {name!r} in {self.path}")
             updated = change(current)
@@ -577,7 +563,7 @@ class SqliteStore:
         if not self.exists():
             return False
         with self._writer() as conn:
-            return conn.execute(f"DELETE FROM sessions WHERE {_KEY_IS}", (name,)).rowcount > 0
+            return conn.execute(f"DELETE FROM sessions WHERE {KEY_IS}", (bound(name),)).rowcount > 0
 
     def close(self) -> None:
         pass
