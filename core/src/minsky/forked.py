@@ -93,16 +93,21 @@ def key_order_needed(renames: bool) -> bool:
 
 
 def decoders(store: ReadableStore) -> int:
-    """How many processes besides the reader decode a read of ``store``: one a core beyond the
-    first, at most ``MAX_DECODERS``; none when its read does not split (``SplitReadStore``).
-    ``MINSKY_READ_DECODERS=N`` overrides it (``0``: the reader decodes alone)."""
+    """How many processes besides the reader decode a read of ``store``: one a core, at most
+    ``MAX_DECODERS``, none on one core or when its read does not split (``SplitReadStore``).
+    ``MINSKY_READ_DECODERS=N`` overrides it (``0``: the reader decodes alone).
+
+    As many as cores, not one fewer: the reader fetches every batch besides decoding its share,
+    and was the process the others waited for. A million-record SQLite -> PostgreSQL migration
+    on two cores took 32.1-32.3 s with two decoders, 34.5-36.8 s with one (raw: 31.3-32.5 s)."""
     if not isinstance(store, SplitReadStore):
         return 0
+    cores = len(os.sched_getaffinity(0))
     setting = os.environ.get("MINSKY_READ_DECODERS", "").strip()
     try:
-        count = int(setting) if setting else len(os.sched_getaffinity(0)) - 1
+        count = int(setting) if setting else (cores if cores > 1 else 0)
     except ValueError:
-        count = len(os.sched_getaffinity(0)) - 1
+        count = cores if cores > 1 else 0
     return max(0, min(count, MAX_DECODERS))
 
 
