@@ -7,6 +7,7 @@ leaves one line of error and no process behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -149,7 +150,8 @@ def test_a_decoder_killed_midway_is_one_error_nothing_written_and_no_process_lef
     with pytest.raises(StoreError) as caught:
         migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(target)))
     message = str(caught.value)
-    assert "ended before the end" in message and str(source.path) in message and "\n" not in message
+    assert "a process decoding it ended before the end" in message and str(source.path) in message
+    assert "\n" not in message
     assert not target.exists()
     assert none_left()
     assert [r.session for r in SqliteStore(source.path).read()] == [r.session for r in generated_records(ROWS)]
@@ -187,4 +189,55 @@ def test_a_store_whose_read_a_subclass_changed_is_read_through_that_read(
     assert source.read_split() is None
     report = migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(tmp_path / "t.json")))
     assert report.written == ROWS - 1
+    assert none_left()
+
+
+class SlowDecode(SqliteStore):
+    """A source whose rows take 40 ms each to decode outside the parent (a 1 MB record's cost)."""
+
+    def _decode(self, table: Any, row: tuple[object, ...]) -> SessionRecord:
+        if os.getpid() != PARENT:
+            time.sleep(0.04)
+        return super()._decode(table, row)
+
+
+def test_a_read_stopped_while_decoders_are_busy_ends_at_once_and_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Adversary helper-33: nothing signalled a decoder. The reader, told to stop, waited for them
+    # with no deadline, the parent waited its whole grace period (5.5 s) and killed it, and the
+    # decoders decoded on as orphans, holding the command's stderr.
+    read_by("1 decoder", monkeypatch)
+    source = sqlite_source(tmp_path / "s.db", generated_records(forked.BATCH * 8), SlowDecode)
+    records = forked.read_in_child(source, None)
+    assert records is not None
+    assert len([next(records) for _ in range(forked.BATCH + 10)]) == forked.BATCH + 10  # into a decoder's turn
+    started = time.monotonic()
+    records.close()  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 2.0
+    assert none_left(seconds=1.0)
+
+
+@pytest.mark.parametrize("pipes", [0, 1, 2, 5, 7])
+def test_out_of_file_descriptors_means_fewer_processes_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipes: int
+) -> None:
+    read_by("3 decoders", monkeypatch)
+    source = sqlite_source(tmp_path / "s.db", generated_records(ROWS))
+    real, made = os.pipe, []
+
+    def pipe() -> tuple[int, int]:  # EMFILE after ``pipes`` pipes, in this process and the reader
+        if len(made) >= pipes:
+            raise OSError(24, "Too many open files")
+        made.append(1)
+        return real()
+
+    monkeypatch.setattr(os, "pipe", pipe)
+    target = tmp_path / "t.json"
+    report = migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(target)))
+    monkeypatch.setattr(os, "pipe", real)
+    assert report.written == ROWS
+    assert [s["session"] for s in json.loads(target.read_text("utf-8"))["sessions"]] == [
+        r.session for r in generated_records(ROWS)
+    ]
     assert none_left()

@@ -127,7 +127,10 @@ def read_in_child(
     does: its next write finds the pipe closed. None when no child can be forked (a process
     limit): the caller reads in this process."""
     reader = store.fork_reader()  # shares no connection or file offset with the parent's store
-    pipes = [_pipe() for _ in range(1 + decoders(reader))]  # one a turn: the reader's, each decoder's
+    pipes = _pipes(1 + decoders(reader))  # one a turn: the reader's, each decoder's
+    if not pipes:
+        log.debug("no pipe for a reader process (out of file descriptors): reading in this one")
+        return None
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -153,6 +156,17 @@ def read_in_child(
     for _, send in pipes:
         os.close(send)
     return _FromChild(pid, [receive for receive, _ in pipes], store.location, maker)
+
+
+def _pipes(count: int) -> list[tuple[int, int]]:
+    """Up to ``count`` pipes, as many as the descriptors left allow (fewer turns, then)."""
+    pipes: list[tuple[int, int]] = []
+    for _ in range(count):
+        try:
+            pipes.append(_pipe())
+        except OSError:  # EMFILE, ENFILE
+            break
+    return pipes
 
 
 def _pipe() -> tuple[int, int]:
@@ -254,6 +268,7 @@ def _stream_split(
     workers: list[tuple[int, int]] = []
     turns = _Turns([(fds[0], False)])
     batch: list[Any] = []
+    done = False
     try:
         first = next(batches, None)
         if first is not None:
@@ -269,6 +284,7 @@ def _stream_split(
             turns.send(_BATCH, batch)
             batch = []
         turns.send(_DONE, None)
+        done = True
     except BrokenPipeError:  # the parent (or a decoder, which the parent then finds gone) stopped
         return
     except _Stopped as exc:
@@ -281,8 +297,11 @@ def _stream_split(
         # Our pipe first: a parent waiting on it for a turn we never sent learns now, stops, and
         # closes the decoders' pipes, which ends any decoder blocked writing to it.
         os.close(fds[0])
-        for _, rows_fd in workers:
+        for pid, rows_fd in workers:
             os.close(rows_fd)  # a decoder ends once it has passed on what it was sent
+            if not done:  # stopped early: a decoder holds nothing to clean up, and would decode on
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for pid, _ in workers:
             _wait(pid, None)  # no deadline: its last batches wait for the parent, however slow its writes
 
@@ -299,8 +318,14 @@ def _fork_decoders(
     and its rows pipe); the turns' outputs. A turn no decoder could be forked for (a process
     limit) is this process's own, on that pipe."""
     outs = [(fds[0], False)]
+    reader = os.getpid()
     for i in range(1, len(fds)):
-        receive, send = _pipe()
+        try:
+            receive, send = _pipe()
+        except OSError as exc:  # out of file descriptors
+            log.debug("no pipe for a decoder (%s): the reader decodes its turns", exc)
+            outs += [(fd, False) for fd in fds[i:]]
+            return outs
         try:
             pid = os.fork()
         except OSError as exc:
@@ -312,6 +337,7 @@ def _fork_decoders(
         if pid == 0:  # the decoder: never returns
             status = 1
             try:
+                _die_with(reader)
                 # Only its rows pipe and its pipe to the parent: an end of another's kept open here
                 # would hide the reader's end (or the parent's) from it. (The pipes of the decoders
                 # forked before it are closed here already; their numbers may be reused.)
@@ -326,6 +352,17 @@ def _fork_decoders(
         workers.append((pid, send))
         outs.append((send, True))
     return outs
+
+
+def _die_with(reader: int) -> None:
+    """A decoder is killed when the reader dies (``PR_SET_PDEATHSIG``): killed outright, the
+    reader could not stop it, and it would decode on, holding the command's stderr."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != reader:  # it died before that
+        os._exit(1)
 
 
 def _decode_turns(
@@ -516,9 +553,11 @@ class _FromChild:
                 message = inboxes[turn % len(inboxes)].next()
                 if message is None:
                     finished = True
+                    status = self._shut(patient=True)  # the reader's; a decoder is not ours to reap
+                    who = "the process reading it" if turn % len(inboxes) == 0 else "a process decoding it"
                     raise StoreError(
-                        f"reading {self.location}: the process reading it ended before the end "
-                        f"({self._shut(patient=True)})",
+                        f"reading {self.location}: {who} ended before the end"
+                        + (f" ({status})" if turn % len(inboxes) == 0 else ""),
                         hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
                     )
                 kind, body = message

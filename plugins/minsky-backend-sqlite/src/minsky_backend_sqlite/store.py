@@ -282,7 +282,9 @@ class SqliteStore:
         if table is None:
             return
         decode = self._decode  # every reader's way from a row to its record (tests replace it)
-        for rows in fetched(conn, f"{schema.select_sql(table)} {tail}", params):
+        # Batches of a split read's size: a row's error and a later fetch error then come in the
+        # same order from either read.
+        for rows in fetched(conn, f"{schema.select_sql(table)} {tail}", params, size=_SPLIT_BATCH):
             for row in rows:
                 yield decode(table, row)
 
