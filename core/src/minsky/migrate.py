@@ -213,7 +213,7 @@ def migrate(
         scan = KeyScan.vouched(source.store.count())
     else:
         scan = KeyScan.of(source.store.keys, existing, key)
-    plan = DuplicatePlan(on_duplicate, scan, key)
+    plan = DuplicatePlan(on_duplicate, scan, key_function(target.store))
     report.duplicates = plan if scan.copies else None
     if scan.copies and on_duplicate == "fail":
         raise stop(scan, report, dry_run=dry_run)
