@@ -203,17 +203,6 @@ class SplitReadStore(Protocol):
 
 
 @runtime_checkable
-class UniqueNamesStore(Protocol):
-    """Optional: what spares a migration into an empty target its pass over the source's names."""
-
-    def names_unique(self) -> bool:
-        """True only when ``read()`` cannot give a name twice: a unique key on the names, and a
-        read in one snapshot. The engine then looks for no repeated name (nor, in an empty
-        target keyed by names as spelled, a conflict). Cheap (a catalog query); when in doubt,
-        False: a repeated name would then reach the writer unannounced."""
-
-
-@runtime_checkable
 class ChangeTokenStore(Protocol):
     """Optional: what spares a migration its second read of the source (``minsky.catchup``).
 

@@ -45,11 +45,6 @@ def _same(name: str) -> str:
     return name
 
 
-def as_spelled(key: Callable[[str], str]) -> bool:
-    """Whether ``key`` (a ``key_function``) keys names as they are spelled."""
-    return key is _same
-
-
 def key_function(target_store: Any) -> Callable[[str], str]:
     """The target's notion of "the same name" (its optional ``normalize_key``), else identity."""
     normalize = getattr(target_store, "normalize_key", None)
@@ -84,20 +79,6 @@ class KeyScan:
     conflicts: list[str]  # source names (in order) the target already holds
     taken: Taken  # every key of the source and the target: renames avoid them
     seen: NameHashes = attrs.field(factory=NameHashes)  # every key of the source
-    unique: int | None = None  # unscanned: the source holds this many names, each once (``vouched``)
-
-    @classmethod
-    def vouched(cls, count: int) -> KeyScan:
-        """No pass over the names: the source cannot hold a name twice (a unique key on them,
-        read in one snapshot), the target holds none and keys names as they are spelled. Nothing
-        can repeat or conflict; ``count`` is the source's size."""
-        seen = NameHashes()
-        seen.freeze()
-        return cls({}, {}, [], Taken(seen, set()), seen, unique=count)
-
-    def names(self) -> int:
-        """How many names the source holds (repeats counted)."""
-        return self.seen.hashed() if self.unique is None else self.unique
 
     @classmethod
     def of(
@@ -184,8 +165,6 @@ class DuplicatePlan:
 
     def decide(self, record: SessionRecord) -> SessionRecord | None:
         """The record to write for this copy (perhaps renamed), or None to skip it."""
-        if self.scan.unique is not None:
-            return record  # (the source's key keeps each name once: nothing to look for)
         k = self.key(record.session)
         total = self.scan.copies.get(k)
         if total is None:

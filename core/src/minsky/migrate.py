@@ -30,8 +30,8 @@ from minsky.backend import BulkWriter, ForkableStore, OnConflict, ReadableStore,
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
 from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_sha256, canonical_stream, digest_form
 from minsky.coverage import source_gaps
-from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, as_spelled, key_function, stop
-from minsky.errors import ConflictError, MinskyError, StoreError, UsageError
+from minsky.duplicates import DuplicatePlan, KeyScan, OnDuplicate, key_function, stop
+from minsky.errors import ConflictError, StoreError, UsageError
 from minsky.model import SessionRecord
 from minsky.prefetch import prefetched
 
@@ -205,14 +205,8 @@ def migrate(
         report.same_store = True
         return report
     existing = set(target.store.keys()) if target.store.exists() else set()
-    # One pass over the source's names, before anything is written: names it repeats, names the
-    # target holds. None when neither can be: that pass over a million SQLite names (1.0-1.2 s)
-    # was time the second core sat idle, before the forked read began.
-    key = key_function(target.store)
-    if not existing and as_spelled(key) and _names_unique(source.store):
-        scan = KeyScan.vouched(source.store.count())
-    else:
-        scan = KeyScan.of(source.store.keys, existing, key)
+    # One pass over the source's names, before anything is written: names it repeats, names the target holds.
+    scan = KeyScan.of(source.store.keys, existing, key_function(target.store))
     plan = DuplicatePlan(on_duplicate, scan, key_function(target.store))
     report.duplicates = plan if scan.copies else None
     if scan.copies and on_duplicate == "fail":
@@ -266,7 +260,7 @@ def migrate(
             if progress is not None and report.read % batch_size == 0:
                 progress(report.read)
 
-    feed = _Source(source.store, scan.names(), repeats=bool(scan.copies))
+    feed = _Source(source.store, scan.seen.hashed(), repeats=bool(scan.copies))
     stream = admitted(feed)
     try:
         if dry_run:
@@ -423,12 +417,3 @@ def verify_target(
         extra=extra,
         mismatched=mismatched,
     )
-
-
-def _names_unique(store: ReadableStore) -> bool:
-    """Whether the store says it cannot hold a name twice (``UniqueNamesStore``)."""
-    unique = getattr(store, "names_unique", None)
-    try:
-        return bool(unique()) if callable(unique) else False
-    except MinskyError:  # (the pass over the names raises it again, or finds what it must)
-        return False

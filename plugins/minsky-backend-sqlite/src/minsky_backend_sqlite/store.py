@@ -371,20 +371,6 @@ class SqliteStore:
                     for (name,) in names:
                         yield name
 
-    def names_unique(self) -> bool:
-        """Whether a unique index (the primary key's, say) holds the names: ``read()``, one
-        snapshot, then cannot give a name twice (``UniqueNamesStore``). Any collation's equality
-        is at least as wide as byte equality, so any unique index on exactly that column will do."""
-        with self._reader() as conn:
-            if conn is None or self._table(conn) is None:
-                return False
-            for _, index, unique, _, partial in conn.execute("PRAGMA index_list(sessions)").fetchall():
-                if unique and not partial:
-                    columns = [row[2] for row in conn.execute(f"PRAGMA index_info({schema.quote(index)})")]
-                    if columns == [original.KEY]:
-                        return True
-            return False
-
     def get(self, name: str) -> SessionRecord | None:
         with self._reader() as conn:
             if conn is None:
