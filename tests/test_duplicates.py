@@ -181,10 +181,15 @@ def test_restore_and_import_of_a_backup_with_duplicates(minsky, minsky_json, sto
 
 
 def test_a_lost_copy_fails_verification(minsky, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    """An engine that let both copies through into a keyed target (one overwrites the other) is caught."""
+    """An engine that let both copies through into a keyed target is caught: by the writer
+    under ``--on-conflict fail`` (the second copy is a conflict, nothing is written), and by
+    verification under ``overwrite`` (one copy overwrote the other)."""
     monkeypatch.setattr(DuplicatePlan, "decide", lambda self, record: record)
     args = ("sqlite", "--sqlite-path", str(tmp_path / "t.db"), "--on-duplicate", "rename", "--verify", "--json")
     result = minsky("sessiondb", "migrate", "to", *args)
+    assert result.exit_code == 7 and "'task#064'" in result.output
+    assert not (tmp_path / "t.db").exists()
+    result = minsky("sessiondb", "migrate", "to", *args, "--on-conflict", "overwrite")
     assert result.exit_code == 6
     verification = json.loads(result.stdout)["verificationResult"]
     assert verification["ok"] is False and verification["missing"] == ["task#064 (copy 2 of 2)"]

@@ -13,7 +13,7 @@ import pytest
 
 from minsky.backend import LockableStore, MovedMark, Store, accepts_on_conflict
 from minsky.codec import canonical
-from minsky.errors import ConflictError, MinskyError, MovedError
+from minsky.errors import ConflictError, MinskyError, MovedError, StoreError
 from minsky.testing.records import generated_records
 
 MARK = MovedMark(
@@ -99,3 +99,26 @@ class LiveStoreContract:
             writer.write(theirs[:1])
         got = store.get("gen-000000")
         assert got is not None and got.branch == "theirs"
+
+    def test_a_name_twice_in_one_write_is_never_dropped_silently(self, store: Store) -> None:
+        """A name given twice in one write, into a store that does not exist yet (the engine
+        removes duplicates first; this is its backstop). The second copy is a conflict like any
+        other, or the whole write is refused: never one copy kept and both counted written."""
+        if not accepts_on_conflict(store):
+            pytest.skip("bulk_writer() takes no on_conflict: optional")
+        first, other = generated_records(2)
+        again = attrs.evolve(first, branch="again")
+        for split in (False, True):  # in one batch, and across two
+            batches = [[first, other], [again]] if split else [[first, other, again]]
+            with pytest.raises((ConflictError, StoreError)), store.bulk_writer(on_conflict="fail") as writer:  # type: ignore[call-arg]
+                for batch in batches:
+                    writer.write(batch)
+            assert _state(store) == [], f"fail wrote something (split={split})"
+        try:
+            with store.bulk_writer(on_conflict="skip") as writer:  # type: ignore[call-arg]
+                writer.write([first, other, again])
+        except StoreError:
+            assert _state(store) == [], "a refused write wrote something"
+            return
+        assert writer.conflicts == [first.session]  # type: ignore[attr-defined]
+        assert sorted(_state(store)) == sorted([canonical(first), canonical(other)])

@@ -162,22 +162,27 @@ class JsonlStore:
             staging = _Staging(staged)
             yield staging
             with self._rewrite(check_moved=False) as out:
+                present: set[str] = set()
                 for record in self.read():
                     if record.session in staging.names:
+                        present.add(record.session)
                         staging.conflicts.append(record.session)
                         if on_conflict == "overwrite":
                             continue
                     out.write(_line(record))
+                if on_conflict != "overwrite":  # a name staged twice: its later copies are conflicts too
+                    staging.conflicts += [name for name, n in staging.names.items() for _ in range(n - 1)]
                 if staging.conflicts and on_conflict == "fail":
                     raise conflict_at_commit(str(self.path), staging.conflicts)
-                kept = set(staging.conflicts) if on_conflict == "skip" else set()
                 staged.seek(0)
-                for line in staged:  # a name staged twice: its last line wins, as in an upsert
+                for line in staged:
                     name = loads(line)["session"]
-                    if name in kept:
-                        continue
                     staging.names[name] -= 1
-                    if staging.names[name] == 0:
+                    if on_conflict == "overwrite":
+                        if staging.names[name] == 0:  # a name staged twice: its last copy wins, as in an upsert
+                            out.write(line)
+                    elif name not in present:  # skip: what is there stays, and a name's first copy wins
+                        present.add(name)
                         out.write(line)
 
     def insert(self, record: SessionRecord) -> None:

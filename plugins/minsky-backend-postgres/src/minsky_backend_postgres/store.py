@@ -516,7 +516,11 @@ class _CopyWriter:
                     # ON CONFLICT DO NOTHING in the transaction that commits: a row committed before
                     # this statement is seen and kept; one inserted after it waits for our commit.
                     inserted = {row[0] for row in self.conn.execute(self.insert_absent).fetchall()}
-                    self.conflicts.extend(r.session for r in batch if r.session not in inserted)
+                    for record in batch:  # a name given twice in the batch was inserted once
+                        if record.session in inserted:
+                            inserted.discard(record.session)
+                        else:
+                            self.conflicts.append(record.session)
         except psycopg.Error as exc:
             raise self.store._row_error(exc, _offender(exc, [r.session for r in batch]), "writing sessions") from None
         self.conn.execute(sql.SQL("TRUNCATE {s}").format(s=schema.STAGING))

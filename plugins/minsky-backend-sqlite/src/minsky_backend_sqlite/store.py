@@ -484,8 +484,9 @@ class SqliteStore:
         temp = self.path.parent / f"{TEMP_PREFIX}{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}"
         try:
             with self._writer(temp, check_moved=False, aside=True) as conn:
-                writer = _SqliteBulkWriter(self, conn, on_conflict)
+                writer = _SqliteBulkWriter(self, conn, on_conflict, unjournaled=True)
                 yield writer
+                writer.finish(str(self.path))  # a name given twice: nothing is moved into place
             conn.close()
             _set_journal_mode(temp, self.options.journal_mode)  # what the store's own writers use
             _fsync_file(temp)
@@ -493,7 +494,7 @@ class SqliteStore:
                 os.link(temp, self.path)  # never replaces a database that appeared meanwhile
             except FileExistsError:
                 # Another writer created it meanwhile: merge into it under the conflict rule.
-                writer.conflicts = [*self._merge_built(temp, on_conflict)]
+                writer.conflicts += self._merge_built(temp, on_conflict)
             fsync_dir(self.path.parent)
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -583,8 +584,17 @@ class _SqliteBulkWriter:
     """Upserts, or — for ``skip``/``fail`` — inserts what is absent, inside the ``BEGIN IMMEDIATE``
     transaction that commits them: the names found present are the conflicts at commit time."""
 
-    def __init__(self, store: SqliteStore, conn: sqlite3.Connection, on_conflict: OnConflict = "overwrite") -> None:
+    def __init__(
+        self,
+        store: SqliteStore,
+        conn: sqlite3.Connection,
+        on_conflict: OnConflict = "overwrite",
+        *,
+        unjournaled: bool = False,
+    ) -> None:
         self.store, self.conn, self.on_conflict = store, conn, on_conflict
+        # A new database built aside with no journal: ROLLBACK TO would not undo anything there.
+        self.unjournaled = unjournaled
         self.conflicts: list[str] = []
         table = store._table(conn)
         assert table is not None
@@ -601,6 +611,11 @@ class _SqliteBulkWriter:
         rows = [row if (row := premade(r, make_row)) is not None else make_row(r) for r in batch]
         if not rows:
             return
+        if self.on_conflict != "overwrite":
+            batch, rows = self._first_copies(batch, rows)
+            if self.unjournaled:
+                self._write_unjournaled(batch, rows)
+                return
         if self.on_conflict != "overwrite" and not self.folds_case:
             # The common case first: no name of the batch is present. The INSERT ... DO NOTHING
             # says how many rows it inserted; all of them, and no other change (a trigger's),
@@ -628,6 +643,35 @@ class _SqliteBulkWriter:
         for record, row in zip(batch, rows, strict=True):  # one by one: two names of one key are caught
             self.store._refuse_clash(self.conn, record.session, existing_ok=True)
             self.conn.execute(self.statement, row)
+
+    def _first_copies(
+        self, batch: Sequence[SessionRecord], rows: list[tuple[Any, ...]]
+    ) -> tuple[Sequence[SessionRecord], list[tuple[Any, ...]]]:
+        """A name given twice in one batch: its later copies are conflicts, never sent to the
+        INSERT (which would drop them unseen, as present)."""
+        names = [r.session for r in batch]
+        if len(set(names)) == len(names):
+            return batch, rows
+        seen: set[str] = set()
+        keep = []
+        for i, name in enumerate(names):
+            if name in seen:
+                self.conflicts.append(name)
+            else:
+                seen.add(name)
+                keep.append(i)
+        return [batch[i] for i in keep], [rows[i] for i in keep]
+
+    def _write_unjournaled(self, batch: Sequence[SessionRecord], rows: list[tuple[Any, ...]]) -> None:
+        """Into a table this write created and alone wrote, with no rollback to lean on: a row
+        already there was written by an earlier batch, at a rowid up to the one before this one."""
+        (last,) = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM sessions").fetchone()
+        if self.conn.executemany(self.statement, rows).rowcount == len(rows):
+            return
+        names = [r.session for r in batch]
+        query = f"SELECT session FROM sessions WHERE rowid <= ? AND session IN ({', '.join('?' * len(names))})"
+        present = {name for (name,) in self.conn.execute(query, [last, *names])}
+        self.conflicts.extend(name for name in names if name in present)
 
     def finish(self, location: str) -> None:
         """Raise (so the transaction rolls back) if ``fail`` met records that exist."""
