@@ -75,6 +75,36 @@ def test_a_migration_writes_the_others_and_rejects_the_damaged_ones_by_name(
     assert damaged.read_bytes() == before
 
 
+@pytest.mark.parametrize("column", ["agrees", "disagrees"])
+def test_a_stray_byte_in_the_record_column_is_rejected_and_nothing_else_is_said(
+    tmp_path: Path, minsky: Any, monkeypatch: pytest.MonkeyPatch, isolated_home: Path, column: str
+) -> None:
+    """The byte inside the record's own JSON: the record is rejected by name (exit 11) and that
+    is all. It was also counted as changed in the source while the migration ran (the fast
+    re-read gave back other bytes than it read), and where its repo_name column still held the
+    old name, failed --verify (the cells of a record that was never written)."""
+    path = tmp_path / "s.db"
+    with SqliteStore(path).bulk_writer() as writer:
+        writer.write(generated_records(5))
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            f"UPDATE sessions SET {'repo_name' if column == 'agrees' else 'branch'} = CAST(X'636166E9' AS TEXT),"
+            " record_digest = NULL,"
+            " record = CAST(replace(CAST(record AS BLOB), CAST('acme/widgets' AS BLOB), X'636166E9') AS TEXT)"
+            " WHERE session = 'gen-000002'"
+        )
+    conn.close()
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "sqlite")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(path))
+    moved = minsky("sessiondb", "migrate", "to", "json", "--json-path", str(tmp_path / "t.json"), "--verify", "--json")
+    assert moved.exit_code == 11, moved.output
+    report = json.loads(moved.stdout)
+    assert [r["session"] for r in report["rejected"]] == ["gen-000002"] and report["counts"]["written"] == 4
+    assert report["verificationResult"]["ok"] is True, report["verificationResult"]
+    assert report["changedInSource"] == 0
+
+
 def test_end_all_ends_the_others_and_repair_moves_the_damaged_ones_aside(damaged: Path, minsky: Any) -> None:
     ended = minsky("session", "end", "--all")
     assert ended.exit_code == 0, ended.output

@@ -289,7 +289,8 @@ def migrate(
         # Each row checked against the record the copy read from it, found by its digest (one pass
         # over the rows); with repeated names a digest does not say which copy: two passes, by order.
         read_digest = None if plan.scan.copies else snapshot.digests.get
-        report.verification.uncovered = source_gaps(source.store, read_digest=read_digest)
+        rejected = {entry["session"] for entry in report.rejected}
+        report.verification.uncovered = source_gaps(source.store, read_digest=read_digest, rejected=rejected)
         snapshot.digests.forget_name_index()  # ~12 bytes a record, rebuilt should the catch-up need it
         report.verification.ok = report.verification.ok and not report.verification.uncovered
     if not dry_run:

@@ -348,7 +348,7 @@ class SqliteStore:
                         and text
                         and (not digest or digest == original.cells_digest(table, values))
                     ):
-                        yield text.encode("utf-8", "surrogatepass")
+                        yield text.encode("utf-8", "surrogateescape")  # a stray byte read leniently: that byte again
                     else:
                         yield canonical(self._decode(table, row))
 
