@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minsky import forked
-from minsky.codec import canonical, record_from_dict, record_to_dict
+from minsky.codec import canonical, record_from_canonical, record_from_dict, record_to_dict
 from minsky.errors import StoreError
+from minsky.forked.crossing import portable as crossing_form
 from minsky.migrate import Endpoint, migrate
 from minsky.model import SessionRecord
 from minsky.testing.records import generated_records, sample_records
@@ -219,12 +220,12 @@ def test_the_copy_lines_a_forked_reader_makes_are_what_write_row_would_send(
 )
 def test_a_record_rebuilt_from_what_the_child_sends_is_the_record_read(data: dict[str, Any]) -> None:
     record = record_from_dict({**data, "session": "s"})
-    portable = forked._portable(record)
+    portable = crossing_form(record)
     import pickle
 
     item = pickle.loads(pickle.dumps(portable))
     if len(item) > 2:
-        rebuilt = forked.record_from_canonical(*item)
+        rebuilt = record_from_canonical(*item)
         assert item[2] == hashlib.sha256(canonical(record)).digest()
     else:
         rebuilt = record_from_dict(item[0], canonical_form=item[1])
