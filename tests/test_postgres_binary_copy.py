@@ -96,7 +96,8 @@ def test_binary_rows_store_what_text_rows_store(postgres_url: str, on_conflict: 
         ("TIMESTAMP", "TEXT", "TEXT", True),
         ("VARCHAR(40)", "TEXT", "TEXT", True),
         ("TIMESTAMPTZ", "JSONB", "TEXT", False),
-        # text input cuts a name at 63 bytes where binary input refuses it (adversary helper-31)
+        # text input cuts a name at 63 bytes where binary input refuses it (adversary helper-31):
+        # rows are made in the writer's process, which refuses a longer value (test_postgres_name_columns)
         ("TIMESTAMPTZ", "TEXT", "NAME", False),
     ],
 )
@@ -106,6 +107,10 @@ def test_a_table_of_another_era_stores_what_text_rows_store(
     """``timestamp`` without a zone takes the digits of the UTC text (the zone is ignored),
     whatever the session's TimeZone; a table that is not all text and timestamps gets text lines."""
     records = awkward_records()
+    if branch_type == "NAME":
+        records = [
+            r for r in records if not isinstance(r.branch, str) or len(r.branch.encode("utf-8", "surrogatepass")) <= 63
+        ]
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("ALTER DATABASE " + conn.info.dbname + " SET TimeZone = 'America/New_York'")
     stored = {}
@@ -121,7 +126,7 @@ def test_a_table_of_another_era_stores_what_text_rows_store(
             try:
                 with store.bulk_writer(on_conflict="fail") as writer:
                     if offered:
-                        assert writer.row_maker() is not None
+                        assert (writer.row_maker() is not None) == (branch_type != "NAME")
                         assert writer.lines.binary == binary
                     writer.write(records)
             finally:

@@ -177,6 +177,30 @@ def write_columns(table: original.Table) -> tuple[str, ...]:
     return tuple(n for n in table.names if n != "minsky_seq")
 
 
+NAME_BYTES: Final = 63  # what a column of type name keeps (NAMEDATALEN - 1)
+
+
+def name_typed(conn: psycopg.Connection[Any], table: original.Table) -> tuple[tuple[int, str], ...]:
+    """The written columns of type ``name``, by position in ``write_columns``. Their text input
+    cuts a value past ``NAME_BYTES`` without a word (where varchar(n) refuses one): the record
+    would read back changed, so ``refuse_cut`` refuses it before it is written."""
+    types = {name: udt for name, udt, *_ in conn.execute(COLUMNS_QUERY).fetchall()}
+    return tuple((i, column) for i, column in enumerate(write_columns(table)) if types.get(column) == "name")
+
+
+def refuse_cut(where: str, columns: tuple[tuple[int, str], ...], session: str, row: tuple[Any, ...]) -> None:
+    """Raise if a cell of ``row`` is longer than its ``name``-typed column keeps (``name_typed``)."""
+    for i, column in columns:
+        cell = row[i]
+        if isinstance(cell, str) and (size := len(cell.encode("utf-8", "surrogatepass"))) > NAME_BYTES:
+            shown = session if len(session) <= 60 else session[:60] + f"… ({len(session)} characters)"
+            raise StoreError(
+                f"{where}: table 'sessions', session {shown!r}, column {column!r}: the column is of type "
+                f"name, which keeps {NAME_BYTES} bytes and would cut this {size}-byte value; nothing was written",
+                hint=f"widen the column: ALTER TABLE sessions ALTER COLUMN {column} TYPE text",
+            )
+
+
 def insert(table: original.Table) -> sql.Composed:
     cols = write_columns(table)
     return sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (session) DO NOTHING").format(

@@ -424,6 +424,8 @@ class PostgresStore:
             table = self._table(conn)
             assert table is not None
             row = schema.to_row(table, record)
+            if cut := schema.name_typed(conn, table):
+                schema.refuse_cut(f"PostgreSQL {self.location}", cut, record.session, row)
             try:
                 with conn.transaction():
                     inserted = conn.execute(schema.insert(table), row).rowcount
@@ -442,9 +444,12 @@ class PostgresStore:
             if row is None:
                 raise NotFoundError(f"no session named {name!r} in {self.location}")
             updated = change(self._decode(table, row))
+            cells = schema.to_row(table, updated)
+            if cut := schema.name_typed(conn, table):
+                schema.refuse_cut(f"PostgreSQL {self.location}", cut, updated.session, cells)
             try:
                 with conn.transaction():
-                    conn.execute(schema.update(table), (*schema.to_row(table, updated)[1:], name))
+                    conn.execute(schema.update(table), (*cells[1:], name))
             except psycopg.Error as exc:
                 raise self._row_error(exc, name, "updating a session") from None
             return updated
@@ -502,7 +507,10 @@ class _CopyWriter:
             if not self.lines.offered:
                 for record in batch:
                     self.ord += 1
-                    copy.write_row((self.ord, *schema.to_row(self.table, record)))
+                    row = schema.to_row(self.table, record)
+                    if self.lines.cut:
+                        schema.refuse_cut(f"PostgreSQL {self.store.location}", self.lines.cut, record.session, row)
+                    copy.write_row((self.ord, *row))
             else:
                 staged, first = self.lines.staged, self.ord + 1
                 self.ord += len(batch)
@@ -537,6 +545,8 @@ class _Lines:
     connection sends UTF-8 (a typed column's value is formatted by its dumper)."""
 
     def __init__(self, conn: psycopg.Connection[Any], table: original.Table) -> None:
+        # A column of type name: every row is made here, where refuse_cut sees its cells.
+        self.cut = schema.name_typed(conn, table)
         written = set(schema.write_columns(table))
         text_only = all(c.kind in ("text", "timestamp", "json") for c in table.columns if c.name in written)
         # UTF-8 bytes as made here: what a UTF-8 connection sends, and what SQL_ASCII stores as sent.
@@ -545,7 +555,9 @@ class _Lines:
         # server's cheapest parse (``copybinary``); text lines for a table with a JSON column.
         self.binary = utf8 and copybinary.fits(conn, table)
         self.make: Callable[[SessionRecord], bytes | None] | None = None
-        if self.binary:
+        if self.cut:
+            self.binary = False
+        elif self.binary:
             self.make = functools.partial(copybinary.copy_row, table)
         elif text_only and utf8:
             self.make = functools.partial(schema.copy_line, table)
@@ -631,9 +643,12 @@ class _DirectCopyWriter:
             head = copybinary.SIGNATURE if self.lines.offered and self.lines.binary else b""
         try:
             if not self.lines.offered:
-                write_row, to_row, table = self._copy.write_row, schema.to_row, self.table
+                write_row, to_row, table, cut = self._copy.write_row, schema.to_row, self.table, self.lines.cut
                 for record in batch:
-                    write_row(to_row(table, record))
+                    row = to_row(table, record)
+                    if cut:
+                        schema.refuse_cut(f"PostgreSQL {self.store.location}", cut, record.session, row)
+                    write_row(row)
             else:  # one write a batch: each Copy.write is a round through libpq
                 self._copy.write(head + b"".join(map(self.lines.line_of, batch)))
         except psycopg.Error as exc:
