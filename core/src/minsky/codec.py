@@ -8,7 +8,7 @@ minsky compares SHA-256 digests of that form.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -355,6 +355,11 @@ class StoreDigest:
         through text (a migration adds two digests per record)."""
         self.count += 1
         self.total = (self.total + int.from_bytes(digest)) % _MOD
+
+    def add_many(self, digests: Sequence[bytes]) -> None:
+        """``add_bytes`` of each, in one sum."""
+        self.count += len(digests)
+        self.total = (self.total + sum(map(int.from_bytes, digests))) % _MOD
 
     def add_record(self, record: SessionRecord) -> str:
         digest = record_digest(record)

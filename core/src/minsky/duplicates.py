@@ -93,11 +93,14 @@ class KeyScan:
         existing_keys = {key(name) for name in existing} if key is not _same else existing
         seen = NameHashes()
         conflicts: list[str] = []
-        for name in read():
-            k = key(name)
-            if k in existing_keys:
-                conflicts.append(name)
-            seen.add(k)
+        if key is _same and not existing_keys:  # an empty target, names as spelled: the common case
+            seen.add_all(read())
+        else:
+            for name in read():
+                k = key(name)
+                if k in existing_keys:
+                    conflicts.append(name)
+                seen.add(k)
         repeated = seen.freeze()
         copies: dict[str, int] = {}
         spelled: dict[str, list[str]] = {}

@@ -235,30 +235,50 @@ def migrate(
     keep_digests = verify or isinstance(source.store, Store)
 
     def admitted(records: Iterable[SessionRecord]) -> Iterator[SessionRecord]:
-        for record in records:
-            report.read += 1
-            try:  # as bytes throughout: no hex round trips per record
-                raw, reason = canonical_sha256(record), None
-            except UnrepresentableError as exc:  # never written, never changed: named
-                raw, reason = hashlib.sha256(digest_form(record)).digest(), exc.reason
-            source_digest.add_bytes(raw)
-            kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
-            name = plan.snapshot_name(record, kept)
+        # The digests are added a batch at a time (one call each, not one a record).
+        names: list[str] = []
+        shorts: list[bytes] = []
+        read: list[bytes] = []
+        written: list[bytes] = []
+
+        def add_batch() -> None:
             if keep_digests:
-                snapshot.digests[name] = raw[:SHORT]
-            if reason is not None:
-                report.rejected.append({"session": record.session, "reason": reason})
-                snapshot.not_written.add(name)
-            elif kept is None or (kept.session in existing and on_conflict != "overwrite"):
-                report.skipped += 1
-                snapshot.not_written.add(name)
-            else:
-                written = raw if kept is record else hashlib.sha256(digest_form(kept)).digest()
-                written_digest.add_bytes(written)
-                plan.remember(kept.session, written[:SHORT])
-                yield kept
-            if progress is not None and report.read % batch_size == 0:
-                progress(report.read)
+                snapshot.digests.extend(names, shorts)
+            source_digest.add_many(read)
+            written_digest.add_many(written)
+            for batch in (names, shorts, read, written):
+                batch.clear()
+
+        try:
+            for record in records:
+                report.read += 1
+                try:  # as bytes throughout: no hex round trips per record
+                    raw, reason = canonical_sha256(record), None
+                except UnrepresentableError as exc:  # never written, never changed: named
+                    raw, reason = hashlib.sha256(digest_form(record)).digest(), exc.reason
+                read.append(raw)
+                kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
+                name = plan.snapshot_name(record, kept)
+                if keep_digests:
+                    names.append(name)
+                    shorts.append(raw[:SHORT])
+                if reason is not None:
+                    report.rejected.append({"session": record.session, "reason": reason})
+                    snapshot.not_written.add(name)
+                elif kept is None or (kept.session in existing and on_conflict != "overwrite"):
+                    report.skipped += 1
+                    snapshot.not_written.add(name)
+                else:
+                    digest = raw if kept is record else hashlib.sha256(digest_form(kept)).digest()
+                    written.append(digest)
+                    plan.remember(kept.session, digest[:SHORT])
+                    yield kept
+                if len(read) >= batch_size:
+                    add_batch()
+                if progress is not None and report.read % batch_size == 0:
+                    progress(report.read)
+        finally:
+            add_batch()
 
     feed = _Source(source.store, scan.seen.hashed(), repeats=bool(scan.copies))
     stream = admitted(feed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from array import array
 from bisect import bisect_left
+from collections.abc import Callable, Iterable
 
 _BUCKETS = 256
 
@@ -20,6 +21,14 @@ _BUCKETS = 256
 def name_hash(name: str) -> int:
     """The 64-bit hash a name is kept as (a test may replace it to make names collide)."""
     return hash(name)
+
+
+_NAME_HASH = name_hash
+
+
+def hasher() -> Callable[[str], int]:
+    """``name_hash`` for a whole batch of names: the builtin itself unless a test replaced it."""
+    return hash if name_hash is _NAME_HASH else name_hash
 
 
 class NameHashes:
@@ -39,6 +48,15 @@ class NameHashes:
             return
         h = name_hash(name)
         self._buckets[h & (_BUCKETS - 1)].append(h)
+
+    def add_all(self, added: Iterable[str]) -> None:
+        """``add`` of each (a names pass adds every name of the source: no call a name)."""
+        if self._frozen:
+            self._extra.update(added)
+            return
+        buckets, mask = self._buckets, _BUCKETS - 1
+        for h in map(hasher(), added):
+            buckets[h & mask].append(h)
 
     def freeze(self) -> set[int]:
         """Sort the arrays; the hashes that were added more than once (repeated names, or collisions)."""
@@ -84,18 +102,22 @@ class FirstTimes:
         self._exact: set[str] = set()  # names outside the arrays, or sharing a hash: by name
 
     def first_time(self, name: str) -> bool:
-        h = name_hash(name)
-        where = None if h in self._names._exact_hashes else self._names._find(h)
-        if where is None:
-            if name in self._exact:
+        # Once for every record a migration copies: ``_find`` written out, the builtin hash called
+        # directly (together ~0.3 us of ~0.8).
+        h = hash(name) if name_hash is _NAME_HASH else name_hash(name)
+        names = self._names
+        b = h & (_BUCKETS - 1)
+        bucket = names._buckets[b]
+        i = bisect_left(bucket, h)
+        if i < len(bucket) and bucket[i] == h and h not in names._exact_hashes:
+            marks = self._marks[b]
+            if marks[i]:
                 return False
-            self._exact.add(name)
+            marks[i] = 1
             return True
-        bucket, i = where
-        marks = self._marks[bucket]
-        if marks[i]:
+        if name in self._exact:  # outside the arrays, or sharing a hash: by name
             return False
-        marks[i] = 1
+        self._exact.add(name)
         return True
 
 
