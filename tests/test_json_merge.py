@@ -119,3 +119,40 @@ def test_the_conflict_rule_holds_when_a_streamed_store_is_merged(streamed: Path,
         return
     assert on_conflict == "skip" and writer.conflicts == ['quo"te']
     assert stored(streamed) == dict.fromkeys(AWKWARD, "https://h/first") | {"fresh": "https://h/late"}
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param(lambda held: json.dumps({"sessions": held}), id="one-line document"),
+        pytest.param(lambda held: json.dumps(held, indent=2), id="the original's bare array"),
+        pytest.param(None, id="a store minsky streamed"),
+    ],
+)
+def test_a_name_twice_in_one_write_into_a_store_with_sessions(tmp_path: Path, layout: Any) -> None:
+    """adversary helper-35 (F1): into a JSON store already holding sessions, a name given twice
+    in one write kept its last copy under skip and fail alike, counted as no conflict."""
+    import attrs
+
+    from minsky.codec import record_from_dict
+    from minsky.errors import ConflictError
+    from minsky_backend_json.store import JsonStore
+
+    path = tmp_path / "s.json"
+    held = [record("held", "r")]
+    if layout is None:
+        with JsonStore(path).bulk_writer() as writer:
+            writer.write([record_from_dict(held[0])])
+    else:
+        path.write_text(layout(held))
+    before = path.read_bytes()
+    first, other = record_from_dict(record("a", "first")), record_from_dict(record("b", "r"))
+    again = attrs.evolve(first, repo_url="again")
+    with pytest.raises(ConflictError), JsonStore(path).bulk_writer(on_conflict="fail") as writer:
+        writer.write([first, other, again])
+    assert path.read_bytes() == before
+    with JsonStore(path).bulk_writer(on_conflict="skip") as writer:
+        writer.write([first, other])
+        writer.write([again])
+    assert writer.conflicts == ["a"]
+    assert {r.session: r.repo_url for r in JsonStore(path).read()} == {"held": "r", "a": "first", "b": "r"}

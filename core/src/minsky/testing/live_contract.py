@@ -100,12 +100,16 @@ class LiveStoreContract:
         got = store.get("gen-000000")
         assert got is not None and got.branch == "theirs"
 
-    def test_a_name_twice_in_one_write_is_never_dropped_silently(self, store: Store) -> None:
-        """A name given twice in one write, into a store that does not exist yet (the engine
-        removes duplicates first; this is its backstop). The second copy is a conflict like any
-        other, or the whole write is refused: never one copy kept and both counted written."""
+    @pytest.mark.parametrize("before", [0, 1], ids=["new store", "store holding a session"])
+    def test_a_name_twice_in_one_write_is_never_dropped_silently(self, store: Store, before: int) -> None:
+        """A name given twice in one write (the engine removes duplicates first; this is its
+        backstop). The second copy is a conflict like any other, or the whole write is
+        refused: never one copy kept and both counted written."""
         if not accepts_on_conflict(store):
             pytest.skip("bulk_writer() takes no on_conflict: optional")
+        if before:
+            _load(store, generated_records(before, "held"))
+        held = _state(store)
         first, other = generated_records(2)
         again = attrs.evolve(first, branch="again")
         for split in (False, True):  # in one batch, and across two
@@ -113,12 +117,12 @@ class LiveStoreContract:
             with pytest.raises((ConflictError, StoreError)), store.bulk_writer(on_conflict="fail") as writer:  # type: ignore[call-arg]
                 for batch in batches:
                     writer.write(batch)
-            assert _state(store) == [], f"fail wrote something (split={split})"
+            assert _state(store) == held, f"fail wrote something (split={split})"
         try:
             with store.bulk_writer(on_conflict="skip") as writer:  # type: ignore[call-arg]
                 writer.write([first, other, again])
         except StoreError:
-            assert _state(store) == [], "a refused write wrote something"
+            assert _state(store) == held, "a refused write wrote something"
             return
         assert writer.conflicts == [first.session]  # type: ignore[attr-defined]
-        assert sorted(_state(store)) == sorted([canonical(first), canonical(other)])
+        assert sorted(_state(store)) == sorted([*held, canonical(first), canonical(other)])

@@ -107,10 +107,13 @@ class MergingWriter:
         self.conflicts: list[str] = []
 
     def write(self, batch: Sequence[SessionRecord]) -> None:
+        keep_first = self.on_conflict != "overwrite"
         for record in batch:
-            if record.session in self.store.present and record.session not in self.gone:
-                self.conflicts.append(record.session)
-                if self.on_conflict != "overwrite":
+            name = record.session
+            # Present before, or (but for overwrite, where the last copy wins) given earlier in this write.
+            if (name in self.store.present and name not in self.gone) or (keep_first and name in self.staged):
+                self.conflicts.append(name)
+                if keep_first:
                     continue
             self._put(record)
 

@@ -417,7 +417,9 @@ class _JsonBulkWriter:
         for record in batch:
             data = record_to_dict(record)
             position = self.index.get(record.session)
-            if not replace and position is not None and position < self.before:  # held before this write began
+            # Held before this write began, or (but for overwrite, where the last copy wins) given
+            # earlier in it.
+            if not replace and position is not None and (position < self.before or self.on_conflict != "overwrite"):
                 self.conflicts.append(record.session)
                 if self.on_conflict != "overwrite":
                     continue
