@@ -153,7 +153,8 @@ def test_duplicates_and_conflicts_together_keep_the_accounting(minsky_json, stor
         "--on-conflict", "skip", "--verify",
     )  # fmt: skip
     assert report["counts"] == {"read": 9, "written": 7, "skipped": 2, "rejected": 0}
-    assert report["conflicts"]["examples"] == ["task#064", "task#064"]
+    # One name the target holds, though the source gives it twice (adversary helper-35, F3).
+    assert report["conflicts"]["examples"] == ["task#064"] and report["conflicts"]["count"] == 1
     assert report["verificationResult"]["ok"] is True
     kept = [r for r in read_target(minsky_json, "sqlite", tmp_path, None) if r["session"] == "task#064"]
     assert kept == [{"session": "task#064", "branch": "already-there"}]
@@ -273,3 +274,40 @@ def test_the_names_pass_reads_the_names_once_when_none_repeats() -> None:
     scan = KeyScan.of(read, set())
     assert scan.copies == {} and len(reads) == 1
     assert all(f"s{i}" in scan.taken for i in range(5000))
+
+
+@pytest.mark.parametrize(("policy", "branch"), [("last", "good"), ("first", None)])
+def test_a_rejected_copy_is_still_a_copy(  # type: ignore[no-untyped-def]
+    minsky, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, branch: str | None
+) -> None:
+    """adversary helper-35 (F2): a table with no key gives 'X' twice, the first copy with a byte
+    that is not UTF-8. The rule counts the copies as the source orders them, the rejected one
+    included: under 'last' the good second copy was skipped as 'copy 1' (and named as the
+    skipped one). Nor is the rejected copy a change in the source when it is read again."""
+    import sqlite3
+
+    from minsky import catchup
+
+    db = tmp_path / "keyless.db"
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executescript(
+            "CREATE TABLE sessions(session TEXT, repoName TEXT NOT NULL, repoUrl TEXT, createdAt TEXT NOT NULL, "
+            "branch TEXT);"
+            "INSERT INTO sessions VALUES('X', 'r', CAST(X'61FF62' AS TEXT), '2025-01-01T00:00:00.000Z', 'bad');"
+            "INSERT INTO sessions VALUES('Z', 'r', 'u', '2025-01-01T00:00:00.000Z', NULL);"
+            "INSERT INTO sessions VALUES('X', 'r', 'u', '2025-01-01T00:00:00.000Z', 'good');"
+        )
+    conn.close()
+    tokens = iter(range(1_000_000))  # as if another program wrote the source meanwhile: it is read again
+    monkeypatch.setattr(catchup, "change_token", lambda store: ("another", next(tokens)))
+    target = tmp_path / "t.json"
+    args = ("--from", "sqlite", "--sqlite-path", str(db), "--json-path", str(target), "--on-duplicate", policy)
+    result = minsky("sessiondb", "migrate", "to", "json", *args, "--verify", "--json")
+    assert result.exit_code == 11, result.output
+    report = json.loads(result.stdout)
+    assert [r["session"] for r in report["rejected"]] == ["X"]
+    assert report["changedInSource"] == 0
+    assert report["counts"] == {"read": 3, "written": 2 if branch else 1, "skipped": 0 if branch else 1, "rejected": 1}
+    written = {s["session"]: s.get("branch") for s in json.loads(target.read_text())["sessions"]}
+    assert written == ({"Z": None, "X": "good"} if branch else {"Z": None})

@@ -251,9 +251,10 @@ def accepts_on_conflict(store: object) -> bool:
 
 def conflict_at_commit(location: str, names: Sequence[str]) -> ConflictError:
     """What a ``fail`` writer raises when records exist in the target as it commits."""
-    examples = ", ".join(repr(name) for name in names[:5])
+    distinct = list(dict.fromkeys(names))  # a name given twice in one write is one conflict
+    examples = ", ".join(repr(name) for name in distinct[:5])
     return ConflictError(
-        f"{len(names)} session(s) already exist in the target {location} as the write commits, e.g. "
+        f"{len(distinct)} session(s) already exist in the target {location} as the write commits, e.g. "
         f"{examples}; nothing was written",
         hint="choose --on-conflict skip or --on-conflict overwrite",
     )

@@ -96,9 +96,11 @@ class KeyScan:
         if key is _same and not existing_keys:  # an empty target, names as spelled: the common case
             seen.add_all(read())
         else:
+            held: set[str] = set()  # keys found in the target: a repeated name is one conflict
             for name in read():
                 k = key(name)
-                if k in existing_keys:
+                if k in existing_keys and k not in held:
+                    held.add(k)
                     conflicts.append(name)
                 seen.add(k)
         repeated = seen.freeze()
@@ -165,6 +167,16 @@ class DuplicatePlan:
         """What was written under ``name``, for verification, when the source repeats names."""
         if self.scan.copies:
             self.written.setdefault(name, []).append(digest)
+
+    def rejected(self, record: SessionRecord) -> str:
+        """A copy refused as unrepresentable (never written): still one of its name's copies, so
+        that the rule numbers the others as the source orders them; the name its digest is
+        remembered under (``snapshot_name``)."""
+        k = self.key(record.session)
+        if k not in self.scan.copies:
+            return record.session
+        self._seen[k] = self._seen.get(k, 0) + 1
+        return self.snapshot_name(record, None)
 
     def decide(self, record: SessionRecord) -> SessionRecord | None:
         """The record to write for this copy (perhaps renamed), or None to skip it."""

@@ -257,8 +257,12 @@ def migrate(
                 except UnrepresentableError as exc:  # never written, never changed: named
                     raw, reason = hashlib.sha256(digest_form(record)).digest(), exc.reason
                 read.append(raw)
-                kept = record if reason is not None else plan.decide(record)  # a repeated name's rule
-                name = plan.snapshot_name(record, kept)
+                kept: SessionRecord | None
+                if reason is not None:
+                    kept, name = record, plan.rejected(record)
+                else:
+                    kept = plan.decide(record)  # a repeated name's rule
+                    name = plan.snapshot_name(record, kept)
                 if keep_digests:
                     names.append(name)
                     shorts.append(raw[:SHORT])
