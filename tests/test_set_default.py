@@ -135,3 +135,17 @@ def test_init_set_default_writes_the_location_too(minsky, minsky_json, tmp_path:
     minsky("session", "start", "c", "--task", "3", "--repo", "https://example.org/r.git")
     assert names(minsky_json) == ["c"] and db.exists()
     assert os.environ.get("MINSKY_SESSIONDB_DB_PATH") is None
+
+
+def test_a_copy_with_a_rejected_record_says_the_default_stays(  # type: ignore[no-untyped-def]
+    minsky, state_dir: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    """adversary helper-35: the switch waits for a complete, verified copy; a rejected record
+    stopped it (exit 11) without a word about the default."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = state_dir / "session-db.json"
+    store.write_text(json.dumps({"sessions": [*SAMPLE, {**SAMPLE[0], "session": "c", "repoName": "caf\udce9"}]}))
+    result = minsky("sessiondb", "migrate", "to", "sqlite", "--sqlite-path", str(tmp_path / "t.db"), "--set-default")
+    assert result.exit_code == 11, result.output
+    assert "sessiondb.backend stays json: --set-default switches only after a complete, verified copy" in result.stderr
+    assert not (isolated_home / ".config" / "minsky" / "config.toml").exists()

@@ -114,6 +114,12 @@ def migrate_to(
         )
     if report.backup:
         note_backup(report.backup, report.read, report.source_digest)
+    if change is not None and report.catch_up is None and not dry_run:  # said before the error that stops us
+        echo(
+            f"minsky: note: sessiondb.backend stays {change.old}: --set-default switches only after a complete, "
+            "verified copy",
+            err=True,
+        )
     finish(report, as_json, "Migrated")
     if change is not None and report.catch_up is not None:
         from minsky.cli.set_default import announce
