@@ -130,6 +130,32 @@ def test_a_row_no_one_can_decode_is_the_same_error_whichever_process_meets_it(
     assert f"session 'gen-{bad:06d}'" in errors["1 decoder"][1]
 
 
+class DamagedSlowDecoders(SqliteStore):
+    """Its decoders (not the reader, a child of this process) take 2 ms a row."""
+
+    def _decode(self, table: Any, row: tuple[object, ...]) -> SessionRecord:
+        if os.getpid() != PARENT and os.getppid() != PARENT:
+            time.sleep(0.002)
+        return super()._decode(table, row)
+
+
+def test_an_error_in_the_readers_turn_waits_for_the_decoders_turns_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader met a row it cannot decode while a decoder still held the turns before it:
+    the reader killed the decoder, and the parent, reading those turns first, reported "a process
+    decoding it ended before the end" instead of the row. The turns before are now passed on."""
+    read_by("1 decoder", monkeypatch)  # the reader's turns: 0, 3, 6 (0, 2, 4, 6 in plain round robin)
+    bad = forked.BATCH * 6 + 7
+    source = sqlite_source(tmp_path / "s.db", generated_records(forked.BATCH * 7), DamagedSlowDecoders)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("UPDATE sessions SET record = '{not json' WHERE rowid = ?", (bad + 1,))
+    conn.close()
+    with pytest.raises(MinskyError, match=f"session 'gen-{bad:06d}'"):
+        migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(tmp_path / "t.json")))
+    assert none_left()
+
+
 class KilledDecoder(SqliteStore):
     """A source whose decoder process is killed outright while decoding ``victim``."""
 

@@ -7,7 +7,7 @@ the parent only rebuilds each record from bytes the child proved exact.
 
 Decoding costs several times what fetching does, so a store whose read splits into the two
 (``SplitReadStore``) is decoded by more processes than one: the reader child forks decoders
-once its read is open, and the batches go round in turns (batch k to process k mod n), each
+once its read is open, and the batches go round in turns (a round: the reader once, each decoder twice), each
 process writing its own pipe, which the parent reads in the same turns: the source's order,
 with no reordering buffer.
 

@@ -21,17 +21,19 @@ from minsky.model import SessionRecord
 
 
 class _Turns:
-    """Where the reader sends each turn's message: turn k's to ``outs[k % n]``, a pipe to the
-    parent or (``relayed``) a decoder's rows pipe, which passes on what is not rows to decode."""
+    """Where the reader sends each turn's message: to the turn's output in ``wire.rounds``, a
+    pipe to the parent or (``relayed``) a decoder's rows pipe, which passes on what is not rows
+    to decode."""
 
     def __init__(self, outs: list[tuple[int, bool]]) -> None:
-        self.outs, self.turn = outs, 0
+        self.order = [outs[i] for i in wire.rounds(len(outs))]
+        self.turn = 0
 
     def relayed(self) -> bool:
-        return self.outs[self.turn % len(self.outs)][1]
+        return self.order[self.turn % len(self.order)][1]
 
     def send(self, kind: bytes, payload: Any) -> None:
-        wire.send(self.outs[self.turn % len(self.outs)][0], kind, payload)
+        wire.send(self.order[self.turn % len(self.order)][0], kind, payload)
         if kind in (wire.RECORDS, wire.ROWS):  # each ends a turn: a decoder answers rows with one batch
             self.turn += 1
 
@@ -101,7 +103,10 @@ def _stream_split(
     workers: list[tuple[int, int]] = []
     turns = _Turns([(fds[0], False)])
     batch: list[Any] = []
-    done = False
+    # Whether the decoders are killed at the end: only when nobody will read what they hold (the
+    # parent stopped, or told us to). After our error, or a decoder's, the parent still reads
+    # the turns before it, which the other decoders hold.
+    kill = True
     try:
         first = next(batches, None)
         if first is not None:
@@ -116,8 +121,9 @@ def _stream_split(
             turns.send(wire.RECORDS, batch)
             batch = []
         turns.send(wire.DONE, None)
-        done = True
-    except BrokenPipeError:  # the parent (or a decoder, which the parent then finds gone) stopped
+        kill = False
+    except BrokenPipeError:  # our pipe: the parent stopped; a decoder's: it ended (its error sent, or killed)
+        kill = not turns.relayed()
         return
     except Stopped as exc:
         turns.send(wire.ERROR, stopped(exc, location))
@@ -125,13 +131,14 @@ def _stream_split(
         if batch:
             turns.send(wire.PART, batch)
         turns.send(wire.ERROR, (picklable(exc), traceback.format_exc()))
+        kill = False
     finally:
         # Our pipe first: a parent waiting on it for a turn we never sent learns now, stops, and
         # closes the decoders' pipes, which ends any decoder blocked writing to it.
         os.close(fds[0])
         for pid, rows_fd in workers:
             os.close(rows_fd)  # a decoder ends once it has passed on what it was sent
-            if not done:  # stopped early: a decoder holds nothing to clean up, and would decode on
+            if kill:  # a decoder holds nothing to clean up, and would decode on
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         for pid, _ in workers:

@@ -22,7 +22,8 @@ GRACE_SECONDS: Final = 5.0  # for a child that finished, or was told to stop, to
 
 
 class FromChild:
-    """The records the child (and its decoders) send, in order: turn k's batch from pipe k mod n.
+    """The records the child (and its decoders) send, in order: each turn's batch from its pipe
+    in ``wire.rounds``.
     Closing it (whether or not it was started) closes the pipes, which stops a child still
     reading at its next write, and reaps the child."""
 
@@ -53,17 +54,18 @@ class FromChild:
     def _receive(self) -> Generator[SessionRecord, None, None]:
         finished = False
         inboxes = [wire.Inbox(fd) for fd in self.fds]
+        order = wire.rounds(len(inboxes))
         turn = 0
         try:
             while True:
-                message = inboxes[turn % len(inboxes)].next()
+                pipe = order[turn % len(order)]
+                message = inboxes[pipe].next()
                 if message is None:
                     finished = True
                     status = self._shut(patient=True)  # the reader's; a decoder is not ours to reap
-                    who = "the process reading it" if turn % len(inboxes) == 0 else "a process decoding it"
+                    who = "the process reading it" if pipe == 0 else "a process decoding it"
                     raise StoreError(
-                        f"reading {self.location}: {who} ended before the end"
-                        + (f" ({status})" if turn % len(inboxes) == 0 else ""),
+                        f"reading {self.location}: {who} ended before the end" + (f" ({status})" if pipe == 0 else ""),
                         hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
                     )
                 kind, body = message

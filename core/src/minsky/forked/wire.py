@@ -18,6 +18,14 @@ _HEAD: Final = struct.Struct("<I")
 RECORDS, PART, ERROR, DONE, ROWS = b"B", b"P", b"E", b"D", b"R"
 
 
+def rounds(count: int) -> list[int]:
+    """The pipe of each turn in one round over ``count`` pipes, which the reader and the parent
+    both follow: the reader's own (pipe 0) once, each decoder's twice. The reader fetches
+    every batch as well as decoding its turns': with one turn in three it was the busiest
+    process (12.5 s of CPU against 8.5 s for each decoder, a million records)."""
+    return [0, *range(1, count), *range(1, count)]
+
+
 def pipes(count: int) -> list[tuple[int, int]]:
     """Up to ``count`` pipes, as many as the descriptors left allow (fewer turns, then)."""
     made: list[tuple[int, int]] = []
