@@ -167,3 +167,20 @@ def test_control_characters_in_names_are_escaped_in_text_output(minsky, state_di
         out = minsky(*args).stdout
         assert "\x1b" not in out and "\x07" not in out and "evil\\x1b[2Jname\\x07" in out
     assert json.loads(minsky("session", "list", "--json").stdout)["sessions"][0]["session"] == "evil\x1b[2Jname\x07"
+
+
+def test_end_all_names_the_first_twenty(minsky, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """Ending thousands of sessions printed every name on one line (30 KB); --json keeps them all."""
+    import json
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    records = [
+        {"session": f"s{i:02d}", "repoName": "r", "repoUrl": "u", "createdAt": "2025-01-01T00:00:00Z"}
+        for i in range(25)
+    ]
+    (state_dir / "session-db.json").write_text(json.dumps({"sessions": records}))
+    ended = minsky("session", "end", "--all")
+    assert ended.exit_code == 0, ended.output
+    line = ended.stdout.strip()
+    assert line.startswith("Ended 25 session(s): s00, s01") and "s19 … (--json lists them all)" in line
+    assert "s20" not in line and len(ended.stdout.splitlines()) == 1

@@ -18,6 +18,7 @@ from minsky.errors import NotFoundError, UsageError
 from minsky.model import SessionRecord
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+ENDED_SHOWN = 20  # names `session end --all` prints
 
 
 @click.group()
@@ -143,7 +144,9 @@ def end(name: str | None, all_: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"ended": done})
     else:
-        echo(f"Ended {len(done)} session(s)" + (": " + names(done) if done else "."))
+        # Their names on one line, the first ENDED_SHOWN of them: ending thousands printed one line of 30 KB.
+        more = " (--json lists them all)" if len(done) > ENDED_SHOWN else ""
+        echo(f"Ended {len(done)} session(s)" + (": " + names(done, ENDED_SHOWN) + more if done else "."))
 
 
 @session.command("delete")
