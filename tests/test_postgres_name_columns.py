@@ -1,7 +1,8 @@
 """A ``sessions`` table with a column of type ``name`` (PostgreSQL's identifier type), as a team
 may have made by hand. Its text input cuts a value at 63 bytes without a word, where varchar(n)
 refuses one: a long branch came back cut, and `sessiondb check` said ok. Now a value that does
-not fit is refused, naming session and column, and nothing is written."""
+not fit is refused, naming session and column, and nothing is written. A ``char(n)`` key, which
+pads every name, is refused outright."""
 
 from __future__ import annotations
 
@@ -81,3 +82,23 @@ def test_a_name_typed_key_refuses_a_long_session_name(postgres_url: str) -> None
     with pytest.raises(StoreError, match="column 'session'"), store.bulk_writer(on_conflict="skip") as writer:
         writer.write([_record(prefix + "1", "b"), _record(prefix + "2", "b")])
     assert list(store.read()) == []
+
+
+def test_a_char_key_is_refused_before_anything_is_read_or_written(
+    postgres_url: str, tmp_path: Path, minsky: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adversary helper-35 (F7): with session of type char(40), a migration reported every
+    session skipped as present while it inserted them all, and a read named the padded name."""
+    _table(postgres_url, key="CHAR(40)", branch="TEXT")
+    source = JsonStore(tmp_path / "s.json")
+    with source.bulk_writer() as writer:
+        writer.write(generated_records(3))
+    monkeypatch.setenv("MINSKY_SESSIONDB_BACKEND", "json")
+    monkeypatch.setenv("MINSKY_SESSIONDB_DB_PATH", str(source.path))
+    moved = minsky("sessiondb", "migrate", "to", "postgres", "--connection-string", postgres_url)
+    assert moved.exit_code == 4, moved.output
+    assert "column 'session' is of type char(n)" in moved.stderr and "Traceback" not in moved.output
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+    with pytest.raises(StoreError, match="char"):
+        list(PostgresStore(postgres_url).read())

@@ -94,6 +94,13 @@ def table_of(conn: psycopg.Connection[Any]) -> original.Table | None:
     rows = conn.execute(COLUMNS_QUERY).fetchall()
     if not rows:
         return None
+    if any(name == original.KEY and udt == "bpchar" for name, udt, *_ in rows):
+        # char(n) pads every name with spaces: each row read back names another session than its
+        # record, and a name written is found under no name given (adversary helper-35).
+        raise StoreError(
+            "table 'sessions', column 'session' is of type char(n), which pads every name with spaces",
+            hint="ALTER TABLE sessions ALTER COLUMN session TYPE text (then rtrim the names if it held any)",
+        )
     return original.Table(
         [
             original.Column(name, _KINDS.get(udt, "other"), nullable == "NO", length, _BITS.get(udt, 64))
