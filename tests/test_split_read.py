@@ -267,3 +267,37 @@ def test_out_of_file_descriptors_means_fewer_processes_not_a_failure(
         r.session for r in generated_records(ROWS)
     ]
     assert none_left()
+
+
+class SlowerDecode(SqliteStore):
+    """Rows take 2 ms each to decode outside the parent: a read still going when it is killed."""
+
+    def _decode(self, table: Any, row: tuple[object, ...]) -> SessionRecord:
+        if os.getpid() != PARENT:
+            time.sleep(0.002)
+        return super()._decode(table, row)
+
+
+@pytest.mark.parametrize(
+    ("signum", "said"),
+    [
+        (signal.SIGKILL, "the process reading it ended before the end (killed by signal 9)"),
+        (signal.SIGTERM, "the process reading it was stopped (SIGTERM)"),
+    ],
+)
+def test_a_reader_killed_or_stopped_is_named_not_a_decoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, said: str
+) -> None:
+    """Adversary helper-36: its decoders end with it, and their pipes were met first: the error
+    blamed "a process decoding it", without the reader's status."""
+    read_by("3 decoders", monkeypatch)
+    source = sqlite_source(tmp_path / "s.db", generated_records(forked.BATCH * 12), SlowerDecode)
+    records = forked.read_in_child(source, None)
+    assert records is not None
+    assert len([next(records) for _ in range(forked.BATCH + 10)]) == forked.BATCH + 10  # into a decoder's turn
+    os.kill(records.pid, signum)  # type: ignore[attr-defined]
+    with pytest.raises(StoreError) as caught:
+        for _ in records:
+            pass
+    assert said in str(caught.value)
+    assert none_left(seconds=2.0)

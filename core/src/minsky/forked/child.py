@@ -125,8 +125,9 @@ def _stream_split(
     except BrokenPipeError:  # our pipe: the parent stopped; a decoder's: it ended (its error sent, or killed)
         kill = not turns.relayed()
         return
-    except Stopped as exc:
+    except Stopped as exc:  # sent in its turn, if the parent still reads (else BrokenPipeError: kill)
         turns.send(wire.ERROR, stopped(exc, location))
+        kill = False
     except BaseException as exc:
         if batch:
             turns.send(wire.PART, batch)

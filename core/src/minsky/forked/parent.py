@@ -63,9 +63,11 @@ class FromChild:
                 if message is None:
                     finished = True
                     status = self._shut(patient=True)  # the reader's; a decoder is not ours to reap
-                    who = "the process reading it" if pipe == 0 else "a process decoding it"
+                    # A reader killed outright takes its decoders with it: their pipes may end first.
+                    reader = pipe == 0 or status.startswith("killed")
+                    who = "the process reading it" if reader else "a process decoding it"
                     raise StoreError(
-                        f"reading {self.location}: {who} ended before the end" + (f" ({status})" if pipe == 0 else ""),
+                        f"reading {self.location}: {who} ended before the end" + (f" ({status})" if reader else ""),
                         hint="run the command again; with MINSKY_FORKED_READ_MIN=off it reads in this process",
                     )
                 kind, body = message
