@@ -108,3 +108,15 @@ def test_debug_logging_goes_to_stderr_with_secrets_masked(tmp_path) -> None:  # 
     assert done.returncode == 0
     assert "minsky: DEBUG" in done.stderr and "plugin json" in done.stderr and "opened the json store" in done.stderr
     assert "LogCanary9" not in done.stderr and json.loads(done.stdout) == {"sessions": []}
+
+
+def test_the_version_minsky_reports_is_the_one_it_is_built_as() -> None:
+    """`minsky plugins` and the compat session read ``minsky.__version__``: it drifted from
+    pyproject once (0.3.8 against 0.3.9), caught only by the compat session."""
+    import tomllib
+    from pathlib import Path
+
+    import minsky
+
+    pyproject = Path(__file__).resolve().parents[1] / "core" / "pyproject.toml"
+    assert minsky.__version__ == tomllib.loads(pyproject.read_text("utf-8"))["project"]["version"]
