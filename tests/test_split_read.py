@@ -221,9 +221,11 @@ def test_a_store_whose_read_a_subclass_changed_is_read_through_that_read(
 class SlowDecode(SqliteStore):
     """A source whose rows take 40 ms each to decode outside the parent (a 1 MB record's cost)."""
 
+    DELAY = 0.04
+
     def _decode(self, table: Any, row: tuple[object, ...]) -> SessionRecord:
         if os.getpid() != PARENT:
-            time.sleep(0.04)
+            time.sleep(self.DELAY)
         return super()._decode(table, row)
 
 
@@ -269,13 +271,10 @@ def test_out_of_file_descriptors_means_fewer_processes_not_a_failure(
     assert none_left()
 
 
-class SlowerDecode(SqliteStore):
+class SlowerDecode(SlowDecode):
     """Rows take 2 ms each to decode outside the parent: a read still going when it is killed."""
 
-    def _decode(self, table: Any, row: tuple[object, ...]) -> SessionRecord:
-        if os.getpid() != PARENT:
-            time.sleep(0.002)
-        return super()._decode(table, row)
+    DELAY = 0.002
 
 
 @pytest.mark.parametrize(
