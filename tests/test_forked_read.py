@@ -650,6 +650,24 @@ def test_a_failed_fork_reads_in_this_process(tmp_path: Path, monkeypatch: pytest
     assert len(os.listdir("/proc/self/fd")) == fds, "the pipe was left open"
 
 
+def test_no_thread_left_to_start_reads_in_this_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # RLIMIT_NPROC or a cgroup's pids.max counts threads too: with no fork and no read-ahead
+    # thread, the migration reads in the main thread; it was an internal error.
+    import threading
+
+    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "off")
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    records = [{"session": f"s{i}", "n": i} for i in range(3000)]
+    source = _json_source(tmp_path, records)
+    report = migrate(source, Endpoint("sqlite", SqliteStore(tmp_path / "t.db")), verify=True)
+    assert report.ok and report.written == 3000
+    assert [r.session for r in SqliteStore(tmp_path / "t.db").read()] == [f"s{i}" for i in range(3000)]
+
+
 @pytest.mark.postgres
 def test_a_source_role_limited_to_one_connection_is_read_by_the_child(
     tmp_path: Path, fresh_db: Callable[..., str], postgres_url: str, forks: list[int]

@@ -3,12 +3,14 @@ writes batch N (drivers release the GIL while they wait on disk or server)."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _DONE = object()
 
 
@@ -58,7 +60,12 @@ def prefetched(items: Iterable[T], batch_size: int, depth: int = 2) -> Iterator[
             put(_DONE)
 
     thread = threading.Thread(target=produce, name="minsky-read-ahead", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError as exc:  # "can't start new thread": RLIMIT_NPROC, a cgroup's pids.max
+        log.debug("no read-ahead thread (%s): reading in this one", exc)
+        yield from items
+        return
     try:
         while (item := channel.get()) is not _DONE:
             if isinstance(item, _Failure):
