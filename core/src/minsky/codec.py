@@ -159,28 +159,17 @@ def record_from_dict(data: Any, *, where: str = "", canonical_form: bytes | None
     return proven_record(data, name, canonical_form)
 
 
-def proven_record(
-    data: dict[str, Any], name: str, canonical_form: bytes, text: str | None = None, cells: object = None
-) -> SessionRecord:
+def proven_record(data: dict[str, Any], name: str, canonical_form: bytes, text: str | None = None) -> SessionRecord:
     """``record_from_dict(data, canonical_form=canonical_form)`` for a caller that has checked
     what it checks: ``name`` is ``data["session"]``, a non-empty string. ``text``: the stored
-    text ``canonical_form`` was encoded from, if the caller has it (``canonical_text``).
-    ``cells``: the row's cells, proven to be what minsky's writer makes of ``data``
-    (``original.row_reader``), for a writer to take rather than make again (``proven_cells``)."""
+    text ``canonical_form`` was encoded from, if the caller has it (``canonical_text``)."""
     record: SessionRecord = _new_record(SessionRecord)
     _set(record, "session", name)
-    memo: dict[str, Any] = {"dict": data, "canonical": canonical_form}
+    memo = {"dict": data, "canonical": canonical_form}
     if text is not None:
         memo["text"] = text
-    if cells is not None:
-        memo["cells"] = cells
     _set(record, "_memo", memo)
     return record
-
-
-def proven_cells(record: SessionRecord) -> Any:
-    """The cells ``proven_record`` kept for ``record``, or None."""
-    return record._memo.get("cells")
 
 
 def with_premade(record: SessionRecord, maker: object, made: object) -> None:

@@ -31,7 +31,6 @@ from minsky.codec import (
     camel,
     canonical_bytes,
     canonical_object,
-    canonical_text,
     compact_bytes,
     digest_bytes,
     loads,
@@ -281,28 +280,22 @@ def _cell_lines(table: Table) -> list[str]:
     """``project``'s body: the local ``c<i>`` of every data column (``cell_plan`` order, so a
     record the table cannot hold is refused at the same column), from ``name`` and ``get``."""
     lines = [f"    name = data[{KEY!r}]", "    get = data.get"]
-    for i in range(len(table.cell_plan)):
-        lines += _cell_of(table, i)
-    return lines
-
-
-def _cell_of(table: Table, i: int) -> list[str]:
-    """The lines that set ``c<i>``, the cell of ``table.cell_plan[i]``, from ``name`` and ``get``."""
-    column, key, convert = table.cell_plan[i]
-    if convert is None:  # the session name
-        too_long = "" if column.max_length is None else f" or len(name) > {column.max_length!r}"
-        check = f"    if not isinstance(name, str){too_long}:"
-        return [check, f"        BAD_NAME(TABLE, C{i}, name)", f"    c{i} = name"]
-    plain_text = column.kind in ("text", "any") and column.max_length is None
-    if plain_text and key not in JSON_KEYS:  # ``text_cell`` keeps text as it is
-        value = f"v if isinstance(v, str) else F{i}(v)"
-    elif plain_text:  # ``text_cell`` of a JSON key: its compact JSON
-        value = '"true" if v is True else "false" if v is False else JSON(v)'
-    else:
-        value = f"F{i}(v)"
-    lines = [f"    c{i} = v = get({key!r})", "    if v is not None:", f"        c{i} = {value}"]
-    if column.not_null:
-        lines += [f"    if c{i} is None:", f"        c{i} = FILLER(TABLE, C{i}, name)"]
+    for i, (column, key, convert) in enumerate(table.cell_plan):
+        if convert is None:  # the session name
+            too_long = "" if column.max_length is None else f" or len(name) > {column.max_length!r}"
+            lines += [f"    if not isinstance(name, str){too_long}:", f"        BAD_NAME(TABLE, C{i}, name)"]
+            lines.append(f"    c{i} = name")
+            continue
+        plain_text = column.kind in ("text", "any") and column.max_length is None
+        if plain_text and key not in JSON_KEYS:  # ``text_cell`` keeps text as it is
+            value = f"v if isinstance(v, str) else F{i}(v)"
+        elif plain_text:  # ``text_cell`` of a JSON key: its compact JSON
+            value = '"true" if v is True else "false" if v is False else JSON(v)'
+        else:
+            value = f"F{i}(v)"
+        lines += [f"    c{i} = v = get({key!r})", "    if v is not None:", f"        c{i} = {value}"]
+        if column.not_null:
+            lines += [f"    if c{i} is None:", f"        c{i} = FILLER(TABLE, C{i}, name)"]
     return lines
 
 
@@ -380,8 +373,6 @@ def _compile(table: Table, kind: str, arguments: str, body: list[str], returned:
         "NAMES": table.names,
         "CANONICAL": canonical_object,
         "PROVEN": proven_record,
-        "DICT": record_to_dict,
-        "TEXT": canonical_text,
         "SLOW": read_record,
         "RecordError": RecordError,
     }
@@ -543,7 +534,6 @@ def row_reader(table: Table) -> Callable[[Sequence[Any], str, str | None], Sessi
             # A cell no digest can be taken of (``normal`` refuses it) is ``read_record``'s to
             # refuse, naming the store: the same error, the same words.
             digest = _digest_lines(table, "tuple")
-            texts = "".join(f"t{i}, " for i in range(len(table.cell_plan)))
             body += [
                 f"            stored_digest = row[{position[DIGEST]}]",
                 "            if not stored_digest:",
@@ -553,9 +543,7 @@ def row_reader(table: Table) -> Callable[[Sequence[Any], str, str | None], Sessi
                 "            except RecordError:",
                 "                digest = None",
                 "            if stored_digest == digest:",
-                # The texts hashed are the cells minsky's writer made of this record: a writer
-                # into a table with the same columns takes them (``carried``).
-                f"                return PROVEN(stored, name, encoded, text, (TABLE, ({texts}), digest))",
+                "                return PROVEN(stored, name, encoded, text)",
             ]
         else:
             body.append("            return PROVEN(stored, name, encoded, text)")

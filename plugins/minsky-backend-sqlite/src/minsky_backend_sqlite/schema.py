@@ -108,18 +108,13 @@ def upsert_sql(table: original.Table) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _row_writer(table: original.Table) -> Callable[[SessionRecord], tuple[Any, ...]]:
-    try:  # core 0.3.10: a cell the record's reader proved is taken, not made again
-        from minsky.original.carried import record_writer
-    except ImportError:
-        writer = original.row_writer(table, write_columns(table))
-        return lambda record: writer(record_to_dict(record), canonical_text(record))
-    return record_writer(table, write_columns(table))
+def _row_writer(table: original.Table) -> Callable[[Mapping[str, Any], str], tuple[Any, ...]]:
+    return original.row_writer(table, write_columns(table))
 
 
 def to_row(table: original.Table, record: SessionRecord) -> tuple[Any, ...]:
     """``original.row_for`` in ``write_columns`` order."""
-    return _row_writer(table)(record)
+    return _row_writer(table)(record_to_dict(record), canonical_text(record))
 
 
 def as_mapping(table: original.Table, row: tuple[Any, ...]) -> Mapping[str, Any]:
