@@ -102,3 +102,22 @@ def test_a_char_key_is_refused_before_anything_is_read_or_written(
         assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
     with pytest.raises(StoreError, match="char"):
         list(PostgresStore(postgres_url).read())
+
+
+@pytest.mark.postgres
+def test_a_check_constraint_refusal_names_the_constraint_not_a_column(postgres_url: str) -> None:
+    # A table CHECK (someone else's rule) names no column: the refusal says "constraint", where
+    # it said "column 'no_long_branch'", a column the table does not have.
+    store = PostgresStore(postgres_url)
+    try:
+        store.insert(_record("seed", "b"))  # creates minsky's table
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE sessions ADD CONSTRAINT no_long_branch CHECK (length(branch) < 5)")
+        with pytest.raises(StoreError) as info:
+            store.insert(_record("long", "a-long-branch"))
+        message = str(info.value).split(" (")[0]
+        assert "session 'long', constraint 'no_long_branch': the server refused the row" in message, message
+        assert "column" not in message
+        assert [r.session for r in store.read()] == ["seed"]
+    finally:
+        store.close()

@@ -119,11 +119,15 @@ class PostgresStore:
                     f"encoding cannot store, so nothing was written ({' '.join(str(exc).split())[:200]})",
                     hint="minsky keeps every character exactly: use a database created with ENCODING 'UTF8'",
                 )
-            column = diag.column_name or diag.constraint_name or "?"
+            # Where the server says it was refused: a column, else a constraint (a table CHECK
+            # names no column), else nothing more than the row.
+            at = f", column {diag.column_name!r}" if diag.column_name else ""
             if exc.sqlstate == "54000":  # an index row too big: the key's
-                column = original.KEY
+                at = f", column {original.KEY!r}"
+            elif not at and diag.constraint_name:
+                at = f", constraint {diag.constraint_name!r}"
             return StoreError(
-                f"PostgreSQL {self.location}: table 'sessions', session {shown!r}, column {column!r}: "
+                f"PostgreSQL {self.location}: table 'sessions', session {shown!r}{at}: "
                 f"the server refused the row while {doing} ({' '.join(str(exc).split())[:200]})",
                 hint="a constraint, trigger or limit of the table refused it: see \\d sessions in psql",
             )
