@@ -50,3 +50,9 @@ def entries_for_names(handle: Any) -> Iterator[Any]:
     """``lines.entries_of(handle)`` for a pass that keeps only names: raises ``NotLines`` as it does."""
     for piece in lines.pieces(handle, lines.Layout()):
         yield decode_for_name(piece)
+
+
+def texts_for_names(handle: Any) -> Iterator[tuple[bytes, Any]]:
+    """``entries_for_names``, each entry with its text: a split read's fetch (``read_split``)."""
+    for piece in lines.pieces(handle, lines.Layout()):
+        yield piece, decode_for_name(piece)

@@ -53,6 +53,7 @@ from minsky.names import GrowingNameHashes
 from minsky.quarantine import write_quarantine
 from minsky_backend_json import keys, merge, rewrite, turn
 
+_SPLIT_BATCH = 250  # entries a batch of ``read_split``: one message of a forked read
 MIGRATION_PATIENCE = 4  # a migration's lock wait, in lock timeouts (writers queued before it go first)
 
 
@@ -68,6 +69,10 @@ class JsonStore:
         self.path = path
         self.base_dir = base_dir
         self.lock_timeout = lock_timeout
+        # The file a names pass (``keys``, ``count``) cut in lines to its end, every entry decoding
+        # on its own and named: a split read of that very file need not decode entries to prove
+        # its cut again (``read_split``). Its ``_identity``, or None.
+        self._cut: tuple[int, ...] | None = None
 
     @property
     def location(self) -> str:
@@ -89,10 +94,15 @@ class JsonStore:
             raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
         return parse_document(data, self.path, strict=strict)
 
-    def _entries(self, *, strict: bool = True, names_only: bool = False) -> Iterator[Any]:
+    def _entries(self, *, strict: bool = True, names_only: bool = False, texts: bool = False) -> Iterator[Any]:
         """The store's entries one at a time, in flat memory when the file is laid out in lines
         (``lines``: every layout a writer of this format produces); else the document is read
-        whole, as before. One open file throughout: a writer replacing it meanwhile is not seen."""
+        whole, as before. One open file throughout: a writer replacing it meanwhile is not seen.
+
+        ``names_only``: each entry exact in its name alone (``keys``). ``texts``: that, as
+        ``(text, entry)``, the text being what ``lines.decode_entry`` decodes exactly (None for an
+        entry of a document read whole); the entry is None throughout for the file a names pass
+        cut (``_cut``)."""
         try:
             handle = self.path.open("rb", buffering=lines.BUFFER)
         except FileNotFoundError:
@@ -103,11 +113,26 @@ class JsonStore:
         with handle:
             done = 0
             try:
+                identity = _identity(handle)
+                if texts and identity == self._cut:
+                    for text in lines.pieces(handle, lines.Layout()):
+                        yield text, None
+                        done += 1
+                    return
+                if texts:
+                    for text, item in keys.texts_for_names(handle):
+                        if strict:
+                            _require_name(item, done, self.path)
+                        yield text, item
+                        done += 1
+                    return
                 for item in keys.entries_for_names(handle) if names_only else lines.entries_of(handle):
                     if strict:
                         _require_name(item, done, self.path)
                     yield item
                     done += 1
+                if names_only and strict and _identity(handle) == identity:  # not changed in place meanwhile
+                    self._cut = identity
                 return
             except lines.NotLines:
                 handle.seek(0)
@@ -127,7 +152,8 @@ class JsonStore:
                 raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
             sessions = parse_document(data, self.path, strict=strict)["sessions"]
             del data
-            yield from itertools.islice(sessions, done, None)
+            rest = itertools.islice(sessions, done, None)
+            yield from ((None, item) for item in rest) if texts else rest
 
     def fork_reader(self) -> JsonStore:
         """A read opens its own handle on the file: ``self`` reads as well in a forked child."""
@@ -136,6 +162,42 @@ class JsonStore:
     def read(self) -> Iterator[SessionRecord]:
         for index, item in enumerate(self._entries()):
             yield record_from_dict(item, where=f"{self.path}: sessions[{index}]: ")
+
+    def read_split(self) -> tuple[Callable[[Any], SessionRecord], Iterator[Sequence[Any]]] | None:
+        """``read()`` as fetched entries and their decoder (``SplitReadStore``): a forked read
+        decodes them on other cores too. The fetch cuts the file and decodes each entry for its
+        name only (``keys``, as the names pass does), which proves the cut: a decoder is sent text
+        that is one whole value, and decodes it as ``read()`` does. An entry of a document read
+        whole (not laid out in lines) is sent decoded. None when a subclass changed ``read()``."""
+        if type(self).read is not JsonStore.read:
+            return None
+        path = self.path
+
+        def decode(row: tuple[int, bytes | None, Any]) -> SessionRecord:
+            index, text, item = row
+            if text is not None:
+                try:
+                    item = keys.decode_entry(text)
+                except lines.NotLines:  # the fetch decoded it: only a damaged process gets here
+                    raise StoreError(f"{path}: sessions[{index}] does not decode") from None
+            return record_from_dict(item, where=f"{path}: sessions[{index}]: ")
+
+        def batches() -> Iterator[Sequence[tuple[int, bytes | None, Any]]]:
+            batch: list[tuple[int, bytes | None, Any]] = []
+            try:
+                for index, (text, item) in enumerate(self._entries(texts=True)):
+                    batch.append((index, text, None) if text is not None else (index, None, item))
+                    if len(batch) >= _SPLIT_BATCH:
+                        yield batch
+                        batch = []
+            except Exception:
+                if batch:  # the entries before the error first, as ``read()`` gives them
+                    yield batch
+                raise
+            if batch:
+                yield batch
+
+        return decode, batches()
 
     def read_canonical(self) -> Iterator[bytes]:
         """Verification's form of every record, streamed: each entry's canonical form. (A store
@@ -604,6 +666,13 @@ def _document_from_lines(data: bytes, *, strict: bool, path: Path) -> Document |
         for index, item in enumerate(sessions):
             _require_name(item, index, path)
     return doc
+
+
+def _identity(handle: IO[bytes]) -> tuple[int, ...]:
+    """An open file's identity: a writer of this store replaces the file (a new inode); one
+    writing in place changes its size or times."""
+    st = os.fstat(handle.fileno())
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _require_name(item: Any, index: int, path: Path) -> None:
