@@ -51,6 +51,12 @@ def key_function(target_store: Any) -> Callable[[str], str]:
     return normalize if callable(normalize) else _same
 
 
+class NamesRepeated(Exception):
+    """A copy made without a names pass (``KeyScan.deferred``) met a name twice, or two names
+    sharing a hash: raised before its writer commits, so nothing is written, and the migration
+    starts again with a names pass, which decides."""
+
+
 class Taken:
     """Every key of the source and the target, as renames see it: the source's as hashes (a
     shared hash only makes a rename skip a number), the target's and the renames' as names."""
@@ -79,6 +85,16 @@ class KeyScan:
     conflicts: list[str]  # source names (in order) the target already holds
     taken: Taken  # every key of the source and the target: renames avoid them
     seen: NameHashes = attrs.field(factory=NameHashes)  # every key of the source
+    deferred: bool = False  # no names pass: ``seen`` is filled as the copy reads (``deferred``)
+
+    @classmethod
+    def deferred_scan(cls) -> KeyScan:
+        """No pass over the names before the copy: the copy adds each name to ``seen`` as it
+        reads it, and ``DuplicatePlan.check_deferred`` looks for a repeat before the writer
+        commits. For ``fail`` into an empty target, where no name changes a decision: a repeat
+        only stops the copy, and the names pass, run then, names it."""
+        seen = NameHashes()
+        return cls({}, {}, [], Taken(seen, set()), seen, deferred=True)
 
     @classmethod
     def of(
@@ -149,6 +165,14 @@ class DuplicatePlan:
     def cursor(self) -> DuplicatePlan:
         return DuplicatePlan(self.policy, self.scan, self.key, self.decisions)
 
+    def check_deferred(self) -> None:
+        """The copy of a ``deferred`` scan has read every record: ``NamesRepeated`` if a name's
+        hash came twice. Called before the writer commits."""
+        if self.scan.deferred:
+            self.scan.deferred = False
+            if self.scan.seen.freeze():
+                raise NamesRepeated
+
     def read_all(self) -> None:
         """The copy has read every record: let go of the names' hashes and marks (~9 bytes a
         name) before the catch-up re-reads the source. Decisions already made are kept."""
@@ -174,6 +198,8 @@ class DuplicatePlan:
         remembered under (``snapshot_name``)."""
         k = self.key(record.session)
         if k not in self.scan.copies:
+            if self.scan.deferred:
+                self.scan.seen.add(k)
             return record.session
         self._seen[k] = self._seen.get(k, 0) + 1
         return self.snapshot_name(record, None)
@@ -183,6 +209,9 @@ class DuplicatePlan:
         k = self.key(record.session)
         total = self.scan.copies.get(k)
         if total is None:
+            if self.scan.deferred:
+                self.scan.seen.add(k)
+                return record
             if self._streamed is None:
                 self._streamed = self.scan.seen.first_times()
             if not self._streamed.first_time(k):  # repeated, yet not when the names were scanned

@@ -30,6 +30,11 @@ def relay() -> Any:
     return _registry().manager.hook
 
 
+def only_builtin(hook: str) -> bool:
+    """Whether core's own implementation alone answers ``hook`` (no plugin wraps or replaces it)."""
+    return all(impl.plugin_name == "minsky.builtin" for impl in getattr(relay(), hook).get_hookimpls())
+
+
 def read(store: ReadableStore, where: SessionFilter | None = None) -> Iterator[SessionRecord]:
     records: Iterator[SessionRecord] = relay().read(store=store, where=where, name=None)
     return records

@@ -47,6 +47,11 @@ MIN_RECORDS: Final = 5000
 overrides it (``0``: always; ``off``: never)."""
 
 
+BYTES_A_RECORD: Final = 1024
+"""A typical record's size in a store, to estimate a store's records from its size (a copy
+that reads names as it goes has not counted them): ``MIN_RECORDS`` of them are 5 MB."""
+
+
 def wanted(store: ReadableStore, records: int) -> bool:
     """Whether a migration of ``records`` records reads ``store`` in a child process."""
     setting = os.environ.get("MINSKY_FORKED_READ_MIN", "").strip().lower()
@@ -61,8 +66,7 @@ def wanted(store: ReadableStore, records: int) -> bool:
     if not isinstance(store, ForkableStore):
         return False
     # Only core's own read: a plugin's wrapper, run in the child, would keep what it learns there.
-    impls = hooks.relay().read.get_hookimpls()
-    return all(impl.plugin_name == "minsky.builtin" for impl in impls)
+    return hooks.only_builtin("read")
 
 
 def key_order_needed(renames: bool) -> bool:
@@ -70,8 +74,7 @@ def key_order_needed(renames: bool) -> bool:
     writer was handed its row ready-made: when it may rename or skip a copy of a repeated name
     (``renames``: it then makes that copy's row itself), or a plugin's write hook sees the
     records. A writer given rows stores the canonical form, whose order is sorted anyway."""
-    impls = hooks.relay().write.get_hookimpls()
-    return renames or not all(impl.plugin_name == "minsky.builtin" for impl in impls)
+    return renames or not hooks.only_builtin("write")
 
 
 def read_in_child(
@@ -123,6 +126,7 @@ def read_in_child(
 
 __all__ = [
     "BATCH",
+    "BYTES_A_RECORD",
     "GRACE_SECONDS",
     "MAX_DECODERS",
     "MIN_RECORDS",
