@@ -26,8 +26,11 @@ from minsky.model import SessionRecord
 from minsky.testing.records import generated_records
 from minsky.values import as_found_bytes
 from minsky_backend_json.store import JsonStore
+from test_forked_read import core_writes_only
 from test_original_rows import hostile_records
 from test_split_read import ROWS, SETTINGS, none_left, read_by
+
+__all__ = ["core_writes_only"]  # a fixture
 
 
 def entries() -> list[Any]:
@@ -58,9 +61,19 @@ LAYOUTS: dict[str, Callable[[list[Any]], bytes]] = {
 }
 
 
+@pytest.fixture(params=["the names pass first", "names read by the copy"])
+def names(request: pytest.FixtureRequest) -> str:
+    """With a plugin on the write hook (the audit example, installed beside the tests) the
+    names pass runs first, and may spare the reader its proof (``_cut``); without one, the copy
+    reads the names (``migrate._names_later``) and the reader proves every cut."""
+    if request.param == "names read by the copy":
+        request.getfixturevalue("core_writes_only")
+    return str(request.param)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_way_of_reading_a_json_store_gives_the_same_target(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, names: str
 ) -> None:
     items = entries()
     source_path = tmp_path / "source.json"
@@ -86,7 +99,7 @@ def test_every_way_of_reading_a_json_store_gives_the_same_target(
 
 @pytest.mark.parametrize("bad", [3, forked.BATCH + 3, forked.BATCH * 3 + 7, ROWS - 1])
 def test_an_entry_that_is_not_json_is_the_same_error_whichever_process_meets_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int, names: str
 ) -> None:
     items = [dict(e) for e in entries()[:ROWS]]
     text = in_lines(items).replace(as_found_bytes(items[bad]), b'{"session": "broken", "x": tru}')
