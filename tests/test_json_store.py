@@ -79,6 +79,15 @@ def test_parse_error_names_line_and_column(minsky, state_dir: Path) -> None:  # 
     assert "line 3, column 21" in result.stderr
 
 
+def test_a_message_of_the_decoder_ending_in_at_is_not_followed_by_at_again(minsky, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    # Adversary helper-39: "Unterminated string starting at at line 1, column 27".
+    state_dir.mkdir(parents=True)
+    (state_dir / "session-db.json").write_text('{"sessions": [{"session": "a')
+    result = minsky("session", "list")
+    assert result.exit_code == 4
+    assert "Unterminated string starting at line 1, column 27" in result.stderr, result.stderr
+
+
 def test_concurrent_session_starts_from_processes_lose_nothing(state_dir: Path) -> None:
     import subprocess
     import sys

@@ -270,6 +270,47 @@ def test_prefetch_keeps_order_raises_source_errors_and_stops_early() -> None:
     assert closed == [True]
 
 
+@pytest.mark.parametrize("how", ["a signal inside the queue's lock", "a source stuck in a read"])
+def test_a_consumer_that_stops_never_waits_for_ever_on_the_read_ahead_thread(
+    monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Adversary helper-39: SIGTERM during a migration read in this process left minsky hung, both
+    threads waiting on a lock (the signal's exception was raised inside the queue's lock)."""
+    import queue
+    import time
+
+    from minsky import prefetch
+
+    monkeypatch.setattr(prefetch, "JOIN_SECONDS", 0.5)
+    calls = []
+
+    class Interrupted(queue.Queue):  # type: ignore[type-arg]
+        def get(self, block: bool = True, timeout: float | None = None) -> object:
+            calls.append(1)
+            if len(calls) == 2:
+                self.mutex.acquire()  # the signal landed just after the lock was taken
+                raise KeyboardInterrupt
+            return super().get(block, timeout)
+
+    def records():  # type: ignore[no-untyped-def]
+        yield from range(10)
+        if how == "a source stuck in a read":
+            time.sleep(30)
+        yield from range(10, 10_000)
+
+    if how == "a signal inside the queue's lock":
+        monkeypatch.setattr(prefetch.queue, "Queue", Interrupted)
+    stream = prefetch.prefetched(records(), 10, depth=1)
+    started = time.monotonic()
+    assert [next(stream) for _ in range(10)] == list(range(10))
+    if how == "a signal inside the queue's lock":
+        with pytest.raises(KeyboardInterrupt):
+            next(stream)
+    else:
+        stream.close()
+    assert time.monotonic() - started < 5
+
+
 def test_verify_repair_quarantines_and_never_deletes(minsky, minsky_json, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
     state_dir.mkdir(parents=True)
     bad = [{"repoName": "nameless"}, "not an object", {"session": "a", "second": True}]

@@ -143,3 +143,34 @@ def test_a_plugin_on_the_write_hook_gets_the_names_pass_first(tmp_path: Path, co
         manager.unregister(name="a-wrapper")
     assert report.ok and report.written == 50
     assert source.passes == 1
+
+
+@pytest.mark.parametrize(("kind", "records"), [("json", 3000), ("sqlite", 3000), ("postgres", 12_000)])
+def test_a_repeat_the_target_refuses_before_the_copy_ends_is_named_as_a_repeat(  # type: ignore[no-untyped-def]
+    minsky,
+    state_dir: Path,
+    tmp_path: Path,
+    kind: str,
+    records: int,
+    request: pytest.FixtureRequest,
+    core_writes_only: None,
+) -> None:
+    """Adversary helper-39: the target's writer met the repeat before the copy ended (the JSON
+    writer's "appears twice in one write", exit 4; PostgreSQL's unique key once a 10,000-row
+    COPY ended, reported as a conflict with the target) and its refusal was the error, without
+    the duplicate report. The names read so far are now checked then too."""
+    pg = request.getfixturevalue("postgres_url") if kind == "postgres" else None
+    state_dir.mkdir(parents=True)
+    names = [f"s-{i:05d}" for i in range(records)]
+    names[records * 3 // 4] = names[0]  # PostgreSQL: inside the first 10,000-row COPY, which ends before the copy
+    write_source(state_dir / "session-db.json", names)
+    result = minsky("sessiondb", "migrate", "to", *target_args(kind, tmp_path, pg), "--json")
+    assert result.exit_code == 7, result.output
+    assert "'s-00000' (2 copies)" in result.stderr and "--on-duplicate" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["duplicates"]["names"] == ["s-00000"] and report["ok"] is False
+    if kind == "postgres":
+        with psycopg.connect(pg) as conn:
+            assert conn.execute("SELECT to_regclass('sessions')").fetchone() == (None,)
+    else:
+        assert not (tmp_path / ("t.db" if kind == "sqlite" else "t.json")).exists()

@@ -168,10 +168,16 @@ class DuplicatePlan:
     def check_deferred(self) -> None:
         """The copy of a ``deferred`` scan has read every record: ``NamesRepeated`` if a name's
         hash came twice. Called before the writer commits."""
-        if self.scan.deferred:
-            self.scan.deferred = False
-            if self.scan.seen.freeze():
-                raise NamesRepeated
+        if self.repeated_so_far():
+            raise NamesRepeated
+
+    def repeated_so_far(self) -> bool:
+        """Whether a name's hash came twice among the names a ``deferred`` scan's copy has read
+        (once: the hashes are then frozen)."""
+        if not self.scan.deferred:
+            return False
+        self.scan.deferred = False
+        return bool(self.scan.seen.freeze())
 
     def read_all(self) -> None:
         """The copy has read every record: let go of the names' hashes and marks (~9 bytes a

@@ -31,7 +31,7 @@ from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move
 from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_sha256, canonical_stream, digest_form
 from minsky.coverage import source_gaps
 from minsky.duplicates import DuplicatePlan, KeyScan, NamesRepeated, OnDuplicate, key_function, stop
-from minsky.errors import ConflictError, StoreError, UsageError
+from minsky.errors import ConflictError, MinskyError, StoreError, UsageError
 from minsky.model import SessionRecord
 from minsky.prefetch import prefetched
 
@@ -303,6 +303,12 @@ def migrate(
             report.written, late_conflicts = write_all(target_store, stream, on_conflict, opened=feed.writer_opened)
             _count_commit_conflicts(report, late_conflicts, existing, on_conflict, snapshot)
     except NamesRepeated:  # nothing was written
+        again = True
+    except MinskyError:
+        # A writer may meet the repeat first and refuse it its own way (a unique key, "twice in
+        # one write"): nothing was written either, and the pass says what the user must choose.
+        if not (later and plan.repeated_so_far()):
+            raise
         again = True
     finally:
         feed.close()  # now, not when a traceback lets go of it: a reader child is told to stop

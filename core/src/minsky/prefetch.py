@@ -13,6 +13,12 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 _DONE = object()
 
+JOIN_SECONDS = 5.0
+"""How long a consumer that stops waits for the thread to stop and close the source. No longer:
+a signal raised in the consumer inside the queue's lock leaves the lock held, and the thread
+then waits on it for ever (adversary helper-39: minsky hung after SIGTERM, both threads waiting
+on a lock); so may a source stuck in a read. The thread is a daemon: the process ends without it."""
+
 
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
@@ -73,4 +79,6 @@ def prefetched(items: Iterable[T], batch_size: int, depth: int = 2) -> Iterator[
             yield from item  # type: ignore[misc]
     finally:
         stop.set()
-        thread.join()
+        thread.join(JOIN_SECONDS)
+        if thread.is_alive():
+            log.debug("the read-ahead thread did not stop within %.0f s: left behind", JOIN_SECONDS)

@@ -613,7 +613,9 @@ def parse_document(data: bytes, path: Path, *, strict: bool = True) -> Document:
         if doc is not None:
             return doc
         raise StoreError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (char {exc.pos})"
+            # Some of the decoder's messages end in "at" ("Unterminated string starting at"): not twice.
+            f"{path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno}, column {exc.colno} "
+            f"(char {exc.pos})"
         ) from None
     except RecursionError:
         raise StoreError(f"{path} is nested too deeply to be a session store") from None
