@@ -765,3 +765,35 @@ def test_a_reader_stuck_waiting_is_stopped_and_unwinds_when_the_parent_stops(tmp
     assert no_children_left()
     assert Path(f"{source.path}.closed").read_text() != str(os.getpid()), "the child's read was not unwound"
     assert not Path(f"{source.path}-wal").exists()
+
+
+def test_a_signal_in_the_forks_own_hooks_is_raised_not_lost(tmp_path: Path) -> None:
+    """Adversary helper-40: SIGTERM landing in filelock's after-fork hook printed "Exception
+    ignored in: <function _resume_parent_after_fork ...>" and a traceback, and the signal's
+    exception was dropped. The ending signals are now held across the fork and raised after."""
+
+    class Ended(Exception):
+        pass
+
+    def ended(_signum: int, _frame: object) -> None:
+        raise Ended
+
+    armed: list[int] = []
+
+    def after_in_parent() -> None:  # cannot be unregistered: inert once disarmed
+        if armed:
+            armed.clear()
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    os.register_at_fork(after_in_parent=after_in_parent)
+    store = JsonStore(tmp_path / "s.json")
+    with store.bulk_writer() as writer:
+        writer.write(list(generated_records(10)))
+    previous = signal.signal(signal.SIGHUP, ended)
+    try:
+        armed.append(1)
+        with pytest.raises(Ended):
+            forked.read_in_child(store, None)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    os.waitpid(-1, 0)  # the child read its ten records into the pipe and ended

@@ -34,7 +34,7 @@ from minsky import hooks
 from minsky.backend import ForkableStore, ReadableStore
 from minsky.forked import wire
 from minsky.forked.child import serve
-from minsky.forked.crossing import stop
+from minsky.forked.crossing import fork, stop
 from minsky.forked.decoders import MAX_DECODERS, decoders
 from minsky.forked.parent import GRACE_SECONDS, FromChild
 from minsky.forked.wire import BATCH
@@ -100,7 +100,7 @@ def read_in_child(
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        pid = os.fork()
+        pid, _ = fork()
     except OSError as exc:  # EAGAIN: RLIMIT_NPROC, a cgroup's pids.max
         log.debug("no reader process (%s): reading in this one", exc)
         for fd in itertools.chain.from_iterable(pipes):
@@ -111,10 +111,10 @@ def read_in_child(
         try:
             for receive, _ in pipes:
                 os.close(receive)
-            signal.pthread_sigmask(signal.SIG_SETMASK, set())
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent too, which ends us
             for signum in (signal.SIGTERM, signal.SIGHUP):  # unwound: the source closed, a query cancelled
                 signal.signal(signum, stop)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
             serve(reader, [send for _, send in pipes], maker, store.location, key_order)
             status = 0
         finally:

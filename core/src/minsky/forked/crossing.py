@@ -3,10 +3,11 @@ exactly, with its row; and errors, as the parent raises them."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -25,6 +26,25 @@ from minsky.model import SessionRecord
 class Stopped(SystemExit):
     """SIGTERM or SIGHUP in a child: what it was doing unwinds (its source closed; psycopg
     cancels a running query on SystemExit, as on Ctrl-C)."""
+
+
+ENDING: Final = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def fork() -> tuple[int, set[int | signal.Signals]]:
+    """``os.fork()`` with the signals that end minsky held across it, and the mask to restore.
+    Raised inside the fork's own hooks (filelock registers some), a signal's exception is printed
+    as "Exception ignored" and lost (adversary helper-40). The parent gets its mask back at once
+    (a signal held meanwhile is raised here); a child restores it once its handlers are set."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, ENDING)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    if pid != 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return pid, held
 
 
 def stop(signum: int, _frame: object) -> None:

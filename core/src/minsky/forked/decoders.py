@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from minsky.backend import ReadableStore, SplitReadStore
 from minsky.forked import wire
-from minsky.forked.crossing import Stopped, crossing, picklable, stopped
+from minsky.forked.crossing import Stopped, crossing, fork, picklable, stopped
 from minsky.model import SessionRecord
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def fork_decoders(
             outs += [(fd, False) for fd in fds[i:]]
             return outs
         try:
-            pid = os.fork()
+            pid, held = fork()
         except OSError as exc:
             log.debug("no decoder process (%s): the reader decodes its turns", exc)
             os.close(receive)
@@ -73,6 +73,7 @@ def fork_decoders(
         if pid == 0:  # the decoder: never returns
             status = 1
             try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # the reader's handlers, its mask
                 _die_with(reader)
                 # Only its rows pipe and its pipe to the parent: an end of another's kept open here
                 # would hide the reader's end (or the parent's) from it. (The pipes of the decoders
