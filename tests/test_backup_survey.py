@@ -158,9 +158,12 @@ def _backup_of(tmp_path: Path, sessions: list[dict[str, Any]]) -> Path:
     return path
 
 
-@pytest.fixture(params=["this process", "a forked reader"])
+@pytest.fixture(params=["this process", "a forked reader", "a split read"])
 def read_in(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "0" if request.param == "a forked reader" else "off")
+    """Where the backup is read: here, in one forked reader, or split between a reader cutting the
+    lines and decoders (``Backup.read_split``), whatever the machine's cores."""
+    monkeypatch.setenv("MINSKY_FORKED_READ_MIN", "off" if request.param == "this process" else "0")
+    monkeypatch.setenv("MINSKY_READ_DECODERS", "2" if request.param == "a split read" else "0")
     return str(request.param)
 
 
@@ -248,14 +251,17 @@ def test_a_backup_rewritten_in_place_after_its_survey_is_not_restored(
     other = other.replace(json.loads(other)["minskyBackup"]["createdAt"].encode(), created)
     other = other.replace(b'{"session": "XX", "n": 3}', b'{"session": "XX",\n"n": 3}')
     assert len(other) == len(original)
-    real_read = backup_read.Backup.read
 
-    def read(self: backup_read.Backup) -> Any:
-        with open(self.path, "r+b") as handle:  # a writer, after the survey, before the read
-            handle.write(other)
-        return real_read(self)
+    def rewritten(real: Any) -> Any:
+        def read(self: backup_read.Backup) -> Any:
+            with open(self.path, "r+b") as handle:  # a writer, after the survey, before the read
+                handle.write(other)
+            return real(self)
 
-    monkeypatch.setattr(backup_read.Backup, "read", read)
+        return read
+
+    for method in ("read", "read_split"):  # read_split: a forked read's, decoded on several cores
+        monkeypatch.setattr(backup_read.Backup, method, rewritten(getattr(backup_read.Backup, method)))
     target = tmp_path / "out.json"
     result = minsky("sessiondb", "restore", "--backup", str(path), "--to", "json", "--json-path", str(target))
     assert result.exit_code == 4, result.output

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from minsky.hookspecs import hookimpl, hookspec
     from minsky.model import SessionRecord
 
-__version__ = "0.3.13"
+__version__ = "0.3.14"
 
 _LAZY = {
     "hookimpl": "minsky.hookspecs",

@@ -203,6 +203,18 @@ class SplitReadStore(Protocol):
 
 
 @runtime_checkable
+class CheckedReadStore(Protocol):
+    """Optional: a source that knows what its whole read must give (a backup's metadata), so a
+    migration checks what it received, wherever it was decoded (``SplitReadStore``: a check over
+    every record can run only where they all meet)."""
+
+    def check_read(self, count: int, hexdigest: str) -> None:
+        """Raise a ``MinskyError`` unless ``count`` records whose ``codec.StoreDigest`` is
+        ``hexdigest`` are what this source holds. A migration calls it once its read has ended,
+        before the target commits, with what it received."""
+
+
+@runtime_checkable
 class ChangeTokenStore(Protocol):
     """Optional: what spares a migration its second read of the source (``minsky.catchup``).
 

@@ -26,7 +26,16 @@ from typing import Any, ParamSpec, TypeVar
 import attrs
 
 from minsky import forked, hooks
-from minsky.backend import BulkWriter, ForkableStore, OnConflict, ReadableStore, RowMakingWriter, Store, change_token
+from minsky.backend import (
+    BulkWriter,
+    CheckedReadStore,
+    ForkableStore,
+    OnConflict,
+    ReadableStore,
+    RowMakingWriter,
+    Store,
+    change_token,
+)
 from minsky.catchup import CatchUp, Snapshot, Switch, count_changes, finish_move, short_digest, write_all
 from minsky.codec import StoreDigest, UnrepresentableError, canonical, canonical_sha256, canonical_stream, digest_form
 from minsky.coverage import source_gaps
@@ -208,7 +217,7 @@ def migrate(
         report.same_store = True
         return report
     existing = set(target.store.keys()) if target.store.exists() else set()
-    later = not names_first and _names_later(source.store, on_duplicate, existing, dry_run, backup_dir)
+    later = not names_first and _names_later(on_duplicate, existing, dry_run, backup_dir)
     # One pass over the source's names, before anything is written: names it repeats, names the
     # target holds. Or (``later``) the copy reads them, and a repeat undoes it and comes here.
     scan = KeyScan.deferred_scan() if later else KeyScan.of(source.store.keys, existing, key_function(target.store))
@@ -287,6 +296,9 @@ def migrate(
                 if progress is not None and report.read % batch_size == 0:
                     progress(report.read)
             plan.check_deferred()  # before the writer commits
+            if isinstance(source.store, CheckedReadStore):  # what was received, before the commit
+                add_batch()
+                source.store.check_read(report.read, source_digest.hexdigest)
         finally:
             add_batch()
 
@@ -353,20 +365,13 @@ def migrate(
     return report
 
 
-def _names_later(
-    store: ReadableStore, on_duplicate: OnDuplicate, existing: set[str], dry_run: bool, backup_dir: Path | None
-) -> bool:
+def _names_later(on_duplicate: OnDuplicate, existing: set[str], dry_run: bool, backup_dir: Path | None) -> bool:
     """Whether the copy may read the source's names as it goes, not in a pass before it (a
     serial pass: 15% of a JSON -> PostgreSQL migration's time). Only where no name changes a
     decision before the copy: ``fail`` into an empty target, nothing backed up or dry run
     first, and no plugin's write hook that would see batches of a copy a repeat undoes."""
     return (
-        on_duplicate == "fail"
-        and not existing
-        and not dry_run
-        and backup_dir is None
-        and isinstance(store, Store)
-        and hooks.only_builtin("write")
+        on_duplicate == "fail" and not existing and not dry_run and backup_dir is None and hooks.only_builtin("write")
     )
 
 
