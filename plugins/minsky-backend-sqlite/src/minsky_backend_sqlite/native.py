@@ -25,6 +25,7 @@ from minsky.backend import ReadableStore, Store, VerifyReport
 from minsky.codec import StoreDigest
 from minsky.errors import StoreError, VerificationError
 from minsky.operations import BackupResult
+from minsky_backend_sqlite.held import held
 
 if TYPE_CHECKING:
     from minsky_backend_sqlite.store import SqliteStore
@@ -112,6 +113,8 @@ def restore(path: Path) -> ReadableStore | None:
     try:
         if not stat.S_ISREG(path.stat().st_mode):
             return None  # never open a FIFO or device just to look: core refuses it
+        if held(path):  # an SQLite database, and one not to open aside (``held``)
+            return open_native_backup(path)
         with path.open("rb") as handle:
             if handle.read(16) != _HEADER:
                 return None

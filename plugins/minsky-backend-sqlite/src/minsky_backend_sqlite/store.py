@@ -27,6 +27,7 @@ from minsky.filters import matches, normalize_task_id, page
 from minsky.model import SessionRecord
 from minsky.quarantine import write_quarantine
 from minsky_backend_sqlite import schema, step
+from minsky_backend_sqlite.held import Connection, held
 from minsky_backend_sqlite.rows import KEY_IS, bound, fetched, lenient_text
 
 _HEADER = b"SQLite format 3\x00"
@@ -66,6 +67,8 @@ class SqliteStore:
     # -- connections ---------------------------------------------------------
 
     def _check_file(self) -> None:
+        if held(self.path):  # a descriptor opened and closed beside a connection drops its locks
+            return
         try:
             with self.path.open("rb") as handle:
                 header = handle.read(16)
@@ -79,7 +82,7 @@ class SqliteStore:
             raise StoreError(f"{self.path} is not an SQLite database (left untouched)")
 
     def _connect(self, path: Path, *, readonly: bool) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = None
+        conn: Connection | None = None
         try:
             if readonly:
                 conn = sqlite3.connect(
@@ -87,12 +90,16 @@ class SqliteStore:
                     uri=True,
                     timeout=self.options.busy_timeout_ms / 1000,
                     isolation_level=None,
+                    factory=Connection,
                 )
             else:
                 ensure_private_dir(path.parent)
                 if not path.exists():  # created 0600; SQLite gives -wal/-shm the same mode
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-                conn = sqlite3.connect(path, timeout=self.options.busy_timeout_ms / 1000, isolation_level=None)
+                conn = sqlite3.connect(
+                    path, timeout=self.options.busy_timeout_ms / 1000, isolation_level=None, factory=Connection
+                )
+            conn.hold(path)
             conn.text_factory = lenient_text  # a stray byte another program wrote: minsky_backend_sqlite.rows
             conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
             conn.execute(f"PRAGMA cache_size = {int(self.options.cache_size)}")
