@@ -160,23 +160,37 @@ class KilledDecoder(SqliteStore):
     """A source whose decoder process is killed outright while decoding ``victim``."""
 
     victim = f"gen-{forked.BATCH + 10:06d}"  # the second batch: a decoder's turn
+    signum = signal.SIGKILL
 
     def _decode(self, table: Any, row: tuple[object, ...]) -> SessionRecord:
         if row[0] == self.victim and os.getpid() != PARENT:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signum)
         return super()._decode(table, row)
 
 
+class TerminatedDecoder(KilledDecoder):
+    """Its decoder process is sent SIGTERM while decoding ``victim``: it unwinds and says so."""
+
+    signum = signal.SIGTERM
+
+
+@pytest.mark.parametrize(
+    ("source_class", "said"),
+    [
+        (KilledDecoder, "a process decoding it ended before the end"),
+        (TerminatedDecoder, "a process decoding it was stopped (SIGTERM)"),  # helper-41: "the process reading it"
+    ],
+)
 def test_a_decoder_killed_midway_is_one_error_nothing_written_and_no_process_left(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source_class: type[SqliteStore], said: str
 ) -> None:
     read_by("1 decoder", monkeypatch)
-    source = sqlite_source(tmp_path / "s.db", generated_records(ROWS), KilledDecoder)
+    source = sqlite_source(tmp_path / "s.db", generated_records(ROWS), source_class)
     target = tmp_path / "t.json"
     with pytest.raises(StoreError) as caught:
         migrate(Endpoint("sqlite", source), Endpoint("json", JsonStore(target)))
     message = str(caught.value)
-    assert "a process decoding it ended before the end" in message and str(source.path) in message
+    assert said in message and str(source.path) in message
     assert "\n" not in message
     assert not target.exists()
     assert none_left()

@@ -53,9 +53,9 @@ def stop(signum: int, _frame: object) -> None:
     raise Stopped(signum)
 
 
-def stopped(exc: Stopped, location: str) -> tuple[BaseException, str]:
+def stopped(exc: Stopped, location: str, who: str = "the process reading it") -> tuple[BaseException, str]:
     name = signal.Signals(exc.args[0]).name
-    return StoreError(f"reading {location}: the process reading it was stopped ({name})"), ""
+    return StoreError(f"reading {location}: {who} was stopped ({name})"), ""
 
 
 def crossing(

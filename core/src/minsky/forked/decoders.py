@@ -128,7 +128,7 @@ def _decode_turns(
     except BrokenPipeError:
         return
     except Stopped as exc:
-        wire.send(fd, wire.ERROR, stopped(exc, location))
+        wire.send(fd, wire.ERROR, stopped(exc, location, "a process decoding it"))
     except BaseException as exc:
         if batch:
             wire.send(fd, wire.PART, batch)
