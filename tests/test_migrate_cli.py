@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -182,6 +183,24 @@ def test_nul_records_are_rejected_by_name_and_the_rest_move(minsky, state_dir: P
 def test_moving_a_store_onto_itself_is_refused(minsky, json_store: Path) -> None:  # type: ignore[no-untyped-def]
     result = minsky("sessiondb", "migrate", "to", "json")
     assert result.exit_code == 2 and "same store" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["hard link", "symbolic link"])
+def test_moving_a_store_onto_another_name_of_its_file_is_refused(  # type: ignore[no-untyped-def]
+    minsky, json_store: Path, tmp_path: Path, how: str
+) -> None:
+    """Adversary helper-43: a hard link passed as the target was copied into itself and marked
+    as moved away from itself, and every later write was refused (exit 13)."""
+    other = tmp_path / "other.json"
+    if how == "hard link":
+        os.link(json_store, other)
+    else:
+        other.symlink_to(json_store)
+    before = json_store.read_bytes()
+    result = minsky("sessiondb", "migrate", "to", "json", "--json-path", str(other), "--set-default")
+    assert result.exit_code == 2 and "same store" in result.stderr, result.output
+    assert json_store.read_bytes() == before
+    assert minsky("session", "start", "after", "--task", "1", "--repo", "https://h/r").exit_code == 0
 
 
 def test_the_guides_daily_backup_on_a_json_setup(minsky_json, json_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,10 +11,12 @@ helper-42 after a live migration lost a delete under load).
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +26,10 @@ import pytest
 from minsky.backend import MovedMark
 from minsky.catchup import Snapshot, Switch, finish_move, short_digest
 from minsky.codec import digest_form, record_from_dict
+from minsky.errors import StoreError
 from minsky.model import SessionRecord
 from minsky_backend_json.store import JsonStore
+from minsky_backend_sqlite.held import Connection, held
 from minsky_backend_sqlite.store import SqliteStore
 
 
@@ -141,3 +145,40 @@ def test_a_writer_that_closes_during_the_locked_step_lets_no_other_writer_in(tmp
     assert deleting[0].wait(timeout=60) == 13, "a writer committed in the old store while the move held its lock"
     assert "s-1" in {r.session for r in SqliteStore(path).read()} and "s-1" in {r.session for r in target.read()}
     assert SqliteStore(path).moved() is not None
+
+
+def test_a_connection_refused_while_opening_holds_its_file_no_longer(tmp_path: Path) -> None:
+    """Adversary helper-43: one that failed inside ``_connect`` stayed open (and counted) until the
+    cycle collector ran; meanwhile the header check was skipped for its file."""
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    gc.disable()
+    try:
+        with pytest.raises(StoreError):
+            SqliteStore(path).insert(record("s-0"))
+        assert not held(path)
+    finally:
+        gc.enable()
+
+
+def test_a_close_refused_in_another_thread_keeps_the_file_held(tmp_path: Path) -> None:
+    """Adversary helper-43: a close that raised (from another thread) released the count while
+    the connection stayed open, and a header check could then drop its locks."""
+    path = tmp_path / "s.db"
+    source_of(path, 1)
+    conn = sqlite3.connect(path, factory=Connection)
+    conn.hold(path)
+    refused: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            conn.close()
+        except sqlite3.ProgrammingError as exc:
+            refused.append(exc)
+
+    thread = threading.Thread(target=close)
+    thread.start()
+    thread.join()
+    assert refused and held(path)
+    conn.close()
+    assert not held(path)

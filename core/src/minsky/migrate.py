@@ -189,7 +189,7 @@ def migrate(
     copy, late changes are copied under the source's lock and ``switch`` is applied there.
     ``names_first``: read every name before copying, even where no rule needs them first
     (``_names_later``)."""
-    same_store = source.backend == target.backend and source.location == target.location
+    same_store = source.backend == target.backend and _same_place(source.location, target.location)
     if same_store and backup_dir is None:
         raise UsageError(
             f"source and target are the same store ({target.backend} at {target.location}); "
@@ -363,6 +363,17 @@ def migrate(
         _after_copy(report, source, target, snapshot, on_conflict, switch)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _same_place(one: str, other: str) -> bool:
+    """Two locations of one store: the same text, or two names of one file (a hard link, a bind
+    mount), which would otherwise be copied into itself and marked as moved away from itself."""
+    if one == other:
+        return True
+    try:
+        return Path(one).samefile(other)
+    except (OSError, ValueError):  # not files (a server's address), or not there yet
+        return False
 
 
 def _names_later(on_duplicate: OnDuplicate, existing: set[str], dry_run: bool, backup_dir: Path | None) -> bool:

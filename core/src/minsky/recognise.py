@@ -77,6 +77,8 @@ def _json_store(path: Path) -> Found | None:
 
 
 def _sqlite_store(path: Path) -> Found | None:
+    # Never while this process has a connection on the file (a migration's locked step): closing
+    # this descriptor would drop that connection's POSIX locks (minsky_backend_sqlite.held).
     try:
         with path.open("rb") as handle:
             if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:

@@ -37,10 +37,8 @@ class Connection(sqlite3.Connection):
             _HELD[self._held] = _HELD.get(self._held, 0) + 1
 
     def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._release()
+        super().close()  # released only once closed: a close refused (another thread's) keeps it held
+        self._release()
 
     def __del__(self) -> None:  # collected unclosed (an error while it was being set up)
         self._release()

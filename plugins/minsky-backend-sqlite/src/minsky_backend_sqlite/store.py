@@ -111,13 +111,14 @@ class SqliteStore:
                 conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
                 conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
             return conn
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        except OSError as exc:
-            raise StoreError(f"cannot open {path}: {exc.strerror}") from None
-        except StoreError:
-            if conn is not None:
-                conn.close()
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            if conn is not None:  # now: left to the collector it holds its file (``held``) meanwhile
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from None
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot open {path}: {exc.strerror}") from None
             raise
 
     def _error(self, exc: BaseException) -> StoreError:
