@@ -7,6 +7,7 @@ leaves one line of error and no process behind.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -314,3 +315,30 @@ def test_a_reader_killed_or_stopped_is_named_not_a_decoder(
             pass
     assert said in str(caught.value)
     assert none_left(seconds=2.0)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cores"),
+    [
+        ("50000 100000\n", 1),  # --cpus 0.5: one core's worth, so no decoder
+        ("150000 100000\n", 2),
+        ("max 100000\n", None),  # no quota: the affinity
+        ("garbage\n", None),
+        (None, None),  # no cgroup v2 file
+    ],
+)
+def test_decoders_are_counted_from_the_cgroups_cpu_quota_as_well_as_the_affinity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str | None, cores: int | None
+) -> None:
+    """A container limited to one CPU on a host of many forked a decoder for each host core (up
+    to three), all taking turns on that one CPU."""
+    decoders_module = importlib.import_module("minsky.forked.decoders")  # the package names its function so
+    monkeypatch.setattr(decoders_module, "CGROUP_ROOT", tmp_path)
+    monkeypatch.delenv("MINSKY_READ_DECODERS", raising=False)
+    if cpu_max is not None:
+        (tmp_path / "cpu.max").write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    expected = affinity if cores is None else min(cores, affinity)
+    assert decoders_module.usable_cores() == expected
+    store = SqliteStore(tmp_path / "s.db")
+    assert forked.decoders(store) == (min(expected, forked.MAX_DECODERS) if expected > 1 else 0)

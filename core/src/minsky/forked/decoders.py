@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import pickle
 import signal
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from minsky.backend import ReadableStore, SplitReadStore
@@ -33,13 +35,43 @@ def decoders(store: ReadableStore) -> int:
     on two cores took 32.1-32.3 s with two decoders, 34.5-36.8 s with one (raw: 31.3-32.5 s)."""
     if not isinstance(store, SplitReadStore):
         return 0
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     setting = os.environ.get("MINSKY_READ_DECODERS", "").strip()
     try:
         count = int(setting) if setting else (cores if cores > 1 else 0)
     except ValueError:
         count = cores if cores > 1 else 0
     return max(0, min(count, MAX_DECODERS))
+
+
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup")  # cgroup v2, unified: a container's own root
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), or fewer when its cgroup's CPU quota
+    allows less (a container run with ``--cpus 1`` on a 64-core host): processes beyond the
+    quota only take turns on it."""
+    cores = len(os.sched_getaffinity(0))
+    for limits in _cpu_max_files():
+        try:
+            quota, period = limits.read_text().split()[:2]
+        except (OSError, ValueError):  # absent, or not as documented ("<quota> <period>")
+            continue
+        if quota != "max":
+            with contextlib.suppress(ValueError, ZeroDivisionError):
+                cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+        break
+    return cores
+
+
+def _cpu_max_files() -> list[Path]:
+    """``cpu.max`` of this process's own cgroup, then of the root (inside a container, its own)."""
+    files = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::/") and line != "0::/":
+                files.append(CGROUP_ROOT / line[4:] / "cpu.max")
+    return [*files, CGROUP_ROOT / "cpu.max"]
 
 
 def fork_decoders(
