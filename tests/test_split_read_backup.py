@@ -19,28 +19,16 @@ import pytest
 
 from minsky import forked
 from minsky.backend import CheckedReadStore, SplitReadStore
-from minsky.backup import Backup, open_backup, write_backup
+from minsky.backup import Backup, open_backup
 from minsky.codec import StoreDigest, record_from_dict, record_to_dict
 from minsky.errors import MinskyError, StoreError, VerificationError
 from minsky.migrate import Endpoint, migrate
 from minsky.model import SessionRecord
 from minsky.values import as_found_bytes
 from minsky_backend_json.store import JsonStore
+from test_backup_survey import _backup_of as backup_of
 from test_split_read import ROWS, SETTINGS, none_left, read_by
 from test_split_read_json import entries
-
-
-def backup_of(tmp_path: Path, items: list[Any], name: str = "session-backup-x.json") -> Path:
-    """minsky's own backup of ``items`` (one record a line, with its metadata)."""
-    path, _ = write_backup(
-        tmp_path / "backups",
-        [record_from_dict(item) for item in items],
-        source_backend="json",
-        source_location="/s",
-        base_dir="/b",
-        path=tmp_path / "backups" / name,
-    )
-    return path
 
 
 def restore(minsky: Any, backup: Path, target: Path, *flags: str) -> Any:
@@ -50,7 +38,7 @@ def restore(minsky: Any, backup: Path, target: Path, *flags: str) -> Any:
 def sorted_keys_backup(tmp_path: Path, items: list[Any]) -> Path:
     """A backup whose lines do not begin with their names (a SQL store's key order): inspected,
     not surveyed, and split all the same."""
-    path = backup_of(tmp_path, items, "sorted.json")
+    path = backup_of(tmp_path, items)
     lines, _, tail = path.read_bytes().partition(b"\n")[2].partition(b"\n]")
     texts = [as_found_bytes(json.loads(line.strip().rstrip(b",")), sort_keys=True) for line in lines.split(b"\n")]
     meta = json.dumps(json.loads(b"{" + tail.split(b"\n", 2)[2])["minskyBackup"]).encode()
